@@ -1,0 +1,153 @@
+//! The commands, wired from configuration to the library's parts.
+//!
+//! Every command first runs the prerequisite check: MySQL reachable with the
+//! binlog settings the model needs and the four tables present, Redis
+//! reachable.
+
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::{Command, RunArgs, SnapshotArgs, StatusArgs, VerifyArgs};
+use crate::config::Config;
+use crate::error::Result;
+use crate::model::Keys;
+use crate::progress::Progress;
+use crate::sink::RedisSink;
+use crate::snapshot::SnapshotJob;
+use crate::source::{check_settings, MySqlSource, ServerSettings};
+use crate::state::StateStore;
+use crate::verify::{verify, VerifyOptions};
+
+/// Exit status of `verify` when the check could not be made.
+pub const EXIT_CANNOT_CHECK: i32 = 2;
+
+/// Runs one command until it completes or `shutdown` is cancelled; returns
+/// the process exit status.
+pub async fn run(command: Command, shutdown: CancellationToken) -> Result<i32> {
+    match command {
+        Command::Snapshot(args) => snapshot(args, shutdown).await.map(|()| 0),
+        Command::Run(args) => replicate(args, shutdown).await.map(|()| 0),
+        Command::Verify(args) => verify_command(args).await,
+        Command::Status(args) => status(args).map(|()| 0),
+    }
+}
+
+/// The source and target, checked and connected.
+pub struct Connected {
+    pub source: MySqlSource,
+    pub settings: ServerSettings,
+    pub sink: RedisSink,
+    pub keys: Keys,
+}
+
+/// The prerequisite check, leaving connections ready for work.
+pub async fn connect(config: &Config) -> Result<Connected> {
+    let source = MySqlSource::new(&config.mysql_url, config.database()?)?;
+    let mut conn = source.connect().await?;
+    let settings = source.settings(&mut conn).await?;
+    let _ = conn.disconnect().await;
+    check_settings(&settings)?;
+    let sink = RedisSink::connect(&config.redis_url).await?;
+    Ok(Connected {
+        source,
+        settings,
+        sink,
+        keys: Keys::new(config.key_prefix.clone()),
+    })
+}
+
+async fn snapshot(args: SnapshotArgs, shutdown: CancellationToken) -> Result<()> {
+    let config = args.connection.config(Some(args.state.state_dir));
+    let c = connect(&config).await?;
+    let state = StateStore::open(config.state_dir()?)?;
+    let (_, report) = SnapshotJob {
+        source: &c.source,
+        flavor: c.settings.flavor,
+        state: &state,
+        sink: &c.sink,
+        keys: &c.keys,
+        progress: Progress::for_stderr(),
+        shutdown,
+    }
+    .run()
+    .await?;
+    println!("{report}");
+    Ok(())
+}
+
+async fn replicate(args: RunArgs, shutdown: CancellationToken) -> Result<()> {
+    let config = args.connection.config(Some(args.state.state_dir.clone()));
+    let c = connect(&config).await?;
+    let state = StateStore::open(config.state_dir()?)?;
+    if state.checkpoint()?.is_none() {
+        tracing::info!("no checkpoint in the state directory: taking a snapshot first");
+        SnapshotJob {
+            source: &c.source,
+            flavor: c.settings.flavor,
+            state: &state,
+            sink: &c.sink,
+            keys: &c.keys,
+            progress: Progress::for_stderr(),
+            shutdown: shutdown.clone(),
+        }
+        .run()
+        .await?;
+    }
+    crate::replicate::stream(&c, &state, &args, shutdown).await
+}
+
+async fn verify_command(args: VerifyArgs) -> Result<i32> {
+    let config = args.connection.config(None);
+    let c = connect(&config).await?;
+    let options = VerifyOptions {
+        sample: args.sample,
+        examples: args.examples,
+        grace_seconds: args.grace_seconds,
+    };
+    let report = verify(&c.source, c.settings.flavor, &c.sink, &c.keys, &options).await?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).expect("report serializes")
+        );
+    } else {
+        println!("{report}");
+    }
+    Ok(if report.matched { 0 } else { 1 })
+}
+
+fn status(args: StatusArgs) -> Result<()> {
+    let state = StateStore::open_read_only(&args.state.state_dir)?;
+    let checkpoint = state.checkpoint()?;
+    if args.json {
+        let value = serde_json::json!({ "checkpoint": checkpoint });
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&value).expect("status serializes")
+        );
+        return Ok(());
+    }
+    match checkpoint {
+        None => println!(
+            "no checkpoint in {}: no complete snapshot yet (`replicator run` takes one)",
+            args.state.state_dir.display()
+        ),
+        Some(cp) => {
+            println!("checkpoint     {}", cp.position);
+            println!("committed at   {}", unix(cp.committed_at));
+            println!(
+                "snapshot       {} of database `{}`",
+                cp.snapshot.id, cp.snapshot.database
+            );
+            println!(
+                "snapshot taken {} at {}",
+                unix(cp.snapshot.taken_at),
+                cp.snapshot.position
+            );
+        }
+    }
+    Ok(())
+}
+
+fn unix(seconds: i64) -> String {
+    crate::model::Timestamp::from_parts(seconds, 0).to_rfc3339()
+}

@@ -1,0 +1,142 @@
+//! Command-line interface: flags with environment fallbacks.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::config::Config;
+
+/// Keeps a Redis session model in sync with a MySQL/MariaDB user-session database.
+#[derive(Debug, Parser)]
+#[command(name = "replicator", version, about, long_about = None)]
+pub struct Cli {
+    /// Log format on stderr.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Cold start: one consistent read of the four tables fills Redis and
+    /// records the binlog position of that read.
+    Snapshot(SnapshotArgs),
+    /// The sidecar: snapshot if there is no checkpoint, then apply every row
+    /// change from the binlog to Redis.
+    Run(RunArgs),
+    /// Compare Redis with MySQL field by field; exit 0 when they match, 1 when
+    /// they differ, 2 when the check could not be made.
+    Verify(VerifyArgs),
+    /// Show the checkpoint in the state directory.
+    Status(StatusArgs),
+}
+
+/// Where the source and the target are.
+#[derive(Debug, Clone, Args)]
+pub struct ConnectionArgs {
+    /// Source database: mysql://user:password@host:port/database
+    #[arg(long, env = "MYSQL_URL", hide_env_values = true)]
+    pub mysql_url: String,
+
+    /// Target Redis: redis://[:password@]host:port[/db] or rediss:// for TLS.
+    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
+    pub redis_url: String,
+
+    /// Prefix of every Redis key the replicator writes.
+    #[arg(long, env = "KEY_PREFIX", default_value = "")]
+    pub key_prefix: String,
+}
+
+/// Where the replicator keeps its state.
+#[derive(Debug, Clone, Args)]
+pub struct StateArgs {
+    /// RocksDB directory for the checkpoint and the replicator's copy of the tables.
+    #[arg(long, env = "STATE_DIR")]
+    pub state_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SnapshotArgs {
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
+    #[command(flatten)]
+    pub state: StateArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
+    #[command(flatten)]
+    pub state: StateArgs,
+
+    /// Replica server id, unique among the source server's replicas.
+    #[arg(long, env = "SERVER_ID")]
+    pub server_id: u32,
+
+    /// Stop, with the checkpoint committed, once the position the server
+    /// reported at start has been applied.
+    #[arg(long)]
+    pub exit_when_caught_up: bool,
+
+    /// When the checkpoint's binlog file is gone from the server, take a fresh
+    /// snapshot instead of stopping with an error.
+    #[arg(long)]
+    pub resnapshot_if_needed: bool,
+
+    /// Largest source transaction applied as one atomic Redis step; larger
+    /// ones are applied in several steps, in order.
+    #[arg(long, env = "MAX_TRANSACTION_ROWS", default_value_t = 50_000)]
+    pub max_transaction_rows: usize,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
+
+    /// Check only this many randomly chosen live sessions (for large databases).
+    #[arg(long)]
+    pub sample: Option<u64>,
+
+    /// Print the summary as JSON.
+    #[arg(long)]
+    pub json: bool,
+
+    /// How many differences to show as examples.
+    #[arg(long, default_value_t = 10)]
+    pub examples: usize,
+
+    /// Sessions expiring within this many seconds of now are not judged.
+    #[arg(long, default_value_t = 5)]
+    pub grace_seconds: i64,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub state: StateArgs,
+
+    /// Print the status as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl ConnectionArgs {
+    pub fn config(&self, state_dir: Option<PathBuf>) -> Config {
+        Config {
+            mysql_url: self.mysql_url.clone(),
+            redis_url: self.redis_url.clone(),
+            key_prefix: self.key_prefix.clone(),
+            state_dir,
+        }
+    }
+}

@@ -1,0 +1,112 @@
+//! Settings shared by the commands, and URL redaction.
+
+use std::path::PathBuf;
+
+use crate::error::{Error, Result};
+
+/// Where to read from and write to.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// `mysql://user:pass@host:port/db`
+    pub mysql_url: String,
+    /// `redis://` or `rediss://`
+    pub redis_url: String,
+    /// Prefix of every Redis key the replicator owns.
+    pub key_prefix: String,
+    /// The RocksDB state directory (not used by `verify`).
+    pub state_dir: Option<PathBuf>,
+}
+
+impl Config {
+    /// The database named in the MySQL URL.
+    pub fn database(&self) -> Result<String> {
+        let url = url::Url::parse(&self.mysql_url).map_err(|e| {
+            Error::Config(format!(
+                "MYSQL_URL `{}` is not a URL ({e}); expected mysql://user:password@host:port/database",
+                redact_url(&self.mysql_url)
+            ))
+        })?;
+        let db = url.path().trim_start_matches('/');
+        if db.is_empty() {
+            return Err(Error::Config(format!(
+                "MYSQL_URL `{}` names no database; expected mysql://user:password@host:port/database",
+                redact_url(&self.mysql_url)
+            )));
+        }
+        Ok(percent_decode(db))
+    }
+
+    pub fn state_dir(&self) -> Result<&PathBuf> {
+        self.state_dir.as_ref().ok_or_else(|| {
+            Error::Config("STATE_DIR is not set; give --state-dir or set STATE_DIR".into())
+        })
+    }
+}
+
+/// The URL with its password replaced by `***`, for logs and messages.
+pub fn redact_url(raw: &str) -> String {
+    match url::Url::parse(raw) {
+        Ok(mut url) => {
+            if url.password().is_some() {
+                let _ = url.set_password(Some("***"));
+            }
+            url.to_string()
+        }
+        // Not a URL: say nothing of its content, it may be a secret.
+        Err(_) => "<unparseable URL>".to_string(),
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_passwords_only() {
+        assert_eq!(
+            redact_url("mysql://repl:s3cret@db:3306/app"),
+            "mysql://repl:***@db:3306/app"
+        );
+        assert_eq!(
+            redact_url("redis://127.0.0.1:6379/0"),
+            "redis://127.0.0.1:6379/0"
+        );
+        assert_eq!(redact_url("rediss://:pw@h:1"), "rediss://:***@h:1");
+        assert_eq!(redact_url("not a url with pw"), "<unparseable URL>");
+    }
+
+    #[test]
+    fn database_comes_from_the_path() {
+        let mut c = Config {
+            mysql_url: "mysql://u:p@h:1/my%2Ddb".into(),
+            redis_url: String::new(),
+            key_prefix: String::new(),
+            state_dir: None,
+        };
+        assert_eq!(c.database().unwrap(), "my-db");
+        c.mysql_url = "mysql://u:p@h:1/".into();
+        let err = c.database().unwrap_err().to_string();
+        assert!(
+            err.contains("names no database") && !err.contains(":p@"),
+            "{err}"
+        );
+    }
+}

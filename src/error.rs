@@ -1,0 +1,88 @@
+//! The library's error type.
+//!
+//! Every message names the problem and, where there is one, the fix. URLs in
+//! messages are always redacted (see [`crate::config::redact_url`]).
+
+use std::path::PathBuf;
+
+/// Errors of the replicator library.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A setting is missing or malformed.
+    #[error("configuration: {0}")]
+    Config(String),
+
+    /// The source server does not meet a requirement (a setting, a table, a privilege).
+    #[error("{0}")]
+    Prerequisite(String),
+
+    /// MySQL could not be reached or refused the connection.
+    #[error("cannot connect to MySQL at {url}: {source}. Check MYSQL_URL and that the server is running and reachable")]
+    MysqlConnect {
+        url: String,
+        #[source]
+        source: mysql_async::Error,
+    },
+
+    /// A MySQL statement failed.
+    #[error("MySQL: {context}: {source}")]
+    Mysql {
+        context: String,
+        #[source]
+        source: mysql_async::Error,
+    },
+
+    /// Redis could not be reached or refused the connection.
+    #[error("cannot connect to Redis at {url}: {source}. Check REDIS_URL, the password, and that the server is running")]
+    RedisConnect {
+        url: String,
+        #[source]
+        source: redis::RedisError,
+    },
+
+    /// A Redis command failed.
+    #[error("Redis: {context}: {source}")]
+    Redis {
+        context: String,
+        #[source]
+        source: redis::RedisError,
+    },
+
+    /// The RocksDB state store failed.
+    #[error("state store {path}: {message}")]
+    State { path: PathBuf, message: String },
+
+    /// Work stopped by a shutdown request before it completed.
+    #[error("{0}")]
+    Interrupted(String),
+
+    /// A row from the source could not be decoded into the model.
+    #[error("malformed row in `{table}`: {reason}")]
+    Decode { table: &'static str, reason: String },
+}
+
+/// The library's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub(crate) fn mysql(context: impl Into<String>, source: mysql_async::Error) -> Self {
+        Error::Mysql {
+            context: context.into(),
+            source,
+        }
+    }
+
+    pub(crate) fn redis(context: impl Into<String>, source: redis::RedisError) -> Self {
+        Error::Redis {
+            context: context.into(),
+            source,
+        }
+    }
+
+    pub(crate) fn decode(table: &'static str, reason: impl Into<String>) -> Self {
+        Error::Decode {
+            table,
+            reason: reason.into(),
+        }
+    }
+}

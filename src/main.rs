@@ -1,0 +1,79 @@
+//! The `replicator` binary: parses arguments, sets up logging and signals,
+//! and hands over to the library.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use tokio_util::sync::CancellationToken;
+use tracing_subscriber::EnvFilter;
+
+use replicator::app;
+use replicator::cli::{Cli, Command, LogFormat};
+
+fn main() -> ExitCode {
+    // A `.env` file in the working directory fills in unset variables.
+    let _ = dotenvy::dotenv();
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let is_verify = matches!(cli.command, Command::Verify(_));
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let status = runtime.block_on(async {
+        let shutdown = CancellationToken::new();
+        tokio::spawn(stop_on_signal(shutdown.clone()));
+        app::run(cli.command, shutdown).await
+    });
+    match status {
+        Ok(code) => ExitCode::from(code as u8),
+        Err(e) => {
+            for line in e.to_string().lines() {
+                eprintln!("error: {line}");
+            }
+            ExitCode::from(if is_verify {
+                app::EXIT_CANNOT_CHECK as u8
+            } else {
+                1
+            })
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
+/// Cancels `shutdown` on SIGINT or SIGTERM.
+async fn stop_on_signal(shutdown: CancellationToken) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = match signal(SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => return,
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+    tracing::info!("stop requested: finishing the work in flight");
+    shutdown.cancel();
+}

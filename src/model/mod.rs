@@ -1,0 +1,21 @@
+//! The Redis model of `redis-model.md`, as pure functions.
+//!
+//! Rows of the four source tables ([`rows`]) and a read view of the
+//! replicator's state become Redis commands ([`Command`]). No I/O happens
+//! here: the snapshot, streaming, rebuilds and `verify` all build a session
+//! hash with the same code, and it is unit-tested and benchmarked alone.
+
+mod command;
+mod keys;
+mod rows;
+mod session;
+mod timestamp;
+
+pub use command::Command;
+pub use keys::Keys;
+pub use rows::{Attribute, Bytes, Preferences, Session, User};
+pub use session::{
+    attribute_field, preference_fields, session_fields, session_hash, user_fields, write_session,
+    write_user_index, Field,
+};
+pub use timestamp::Timestamp;

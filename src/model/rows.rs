@@ -1,0 +1,61 @@
+//! Typed rows of the four source tables, as the model needs them.
+//!
+//! Text is kept as bytes, exactly as stored: the model writes it to Redis
+//! unchanged.
+
+use serde::{Deserialize, Serialize};
+
+use super::Timestamp;
+
+/// Raw bytes of a text or blob column.
+pub type Bytes = Vec<u8>;
+
+/// A `users` row (the columns the model reads).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct User {
+    pub user_id: i64,
+    pub username: Bytes,
+    pub email: Bytes,
+}
+
+/// A `user_preferences` row (one per user at most).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Preferences {
+    pub user_id: i64,
+    pub theme: Option<Bytes>,
+    pub language: Option<Bytes>,
+    pub notifications_enabled: Option<bool>,
+}
+
+/// A `user_sessions` row.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Session {
+    pub session_id: Bytes,
+    pub user_id: i64,
+    pub ip_address: Option<Bytes>,
+    pub user_agent: Option<Bytes>,
+    pub created_at: Option<Timestamp>,
+    /// `None` for a zero or unreadable `expires_at`: such a session is expired.
+    pub expires_at: Option<Timestamp>,
+    pub last_activity_at: Option<Timestamp>,
+}
+
+impl Session {
+    /// A session is live, and has a hash in Redis, while `expires_at` is in the future.
+    pub fn is_live(&self, now: Timestamp) -> bool {
+        self.expires_at.is_some_and(|e| e > now)
+    }
+
+    /// The `EXPIREAT` of its hash and its score in the user's index.
+    pub fn expire_at_seconds(&self) -> Option<i64> {
+        self.expires_at.map(Timestamp::ceil_seconds)
+    }
+}
+
+/// A `session_data` row.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attribute {
+    pub session_id: Bytes,
+    pub key: Bytes,
+    pub value: Option<Bytes>,
+}

@@ -1,0 +1,89 @@
+//! The Redis side: connecting, writing batches of model commands, scanning
+//! the namespace.
+//!
+//! Writes are idempotent (whole-hash rewrites, `HSET`/`HDEL` of values from
+//! the state, `DEL`), so a batch that is written twice after a crash leaves
+//! the same Redis. A broken connection is rebuilt by the connection manager.
+
+mod encode;
+
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::Client;
+
+pub use encode::pipeline;
+
+use crate::config::redact_url;
+use crate::error::{Error, Result};
+use crate::model::{Bytes, Command};
+
+/// A connection to the Redis that holds the model. Cheap to clone: clones
+/// share one multiplexed connection.
+#[derive(Clone)]
+pub struct RedisSink {
+    conn: ConnectionManager,
+    redacted_url: String,
+}
+
+impl RedisSink {
+    /// Connects and checks with `PING` that the server answers (and that the
+    /// credentials are accepted).
+    pub async fn connect(url: &str) -> Result<Self> {
+        let redacted_url = redact_url(url);
+        let connect_err = |source| Error::RedisConnect {
+            url: redacted_url.clone(),
+            source,
+        };
+        let client = Client::open(url).map_err(connect_err)?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(5)))
+            .set_response_timeout(Some(Duration::from_secs(30)))
+            .set_number_of_retries(2);
+        let mut conn = ConnectionManager::new_with_config(client, config)
+            .await
+            .map_err(connect_err)?;
+        redis::cmd("PING")
+            .query_async::<()>(&mut conn)
+            .await
+            .map_err(connect_err)?;
+        Ok(RedisSink { conn, redacted_url })
+    }
+
+    pub fn redacted_url(&self) -> &str {
+        &self.redacted_url
+    }
+
+    /// The underlying connection, for reads (`verify`, tests).
+    pub fn connection(&self) -> ConnectionManager {
+        self.conn.clone()
+    }
+
+    /// Writes the commands as one pipeline; with `atomic`, wrapped in
+    /// `MULTI`/`EXEC` so that no reader sees part of it.
+    pub async fn write(&self, commands: &[Command], atomic: bool) -> Result<()> {
+        if commands.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.conn.clone();
+        pipeline(commands, atomic)
+            .query_async::<()>(&mut conn)
+            .await
+            .map_err(|e| Error::redis("writing a batch", e))
+    }
+
+    /// One page of `SCAN cursor MATCH pattern`: the next cursor (0 at the
+    /// end) and the keys. A key may be reported more than once.
+    pub async fn scan_page(&self, pattern: &[u8], cursor: u64) -> Result<(u64, Vec<Bytes>)> {
+        let mut conn = self.conn.clone();
+        redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| Error::redis("scanning the namespace", e))
+    }
+}

@@ -1,0 +1,101 @@
+//! The MySQL side: connections, the prerequisite check, the consistent
+//! snapshot read and (later) the binlog stream, on one `mysql_async` stack.
+
+mod decode;
+mod prereq;
+mod read;
+
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, Opts, OptsBuilder};
+
+pub use decode::SourceRow;
+pub use prereq::{check_settings, ServerSettings, TABLES};
+pub use read::{ConsistentRead, TableRows};
+
+use crate::config::redact_url;
+use crate::error::{Error, Result};
+
+/// The source database and how to reach it.
+#[derive(Clone)]
+pub struct MySqlSource {
+    opts: Opts,
+    database: String,
+    redacted_url: String,
+}
+
+/// Which server family we talk to: they differ in how a consistent snapshot
+/// learns its binlog position.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flavor {
+    MariaDb,
+    MySql,
+}
+
+impl MySqlSource {
+    pub fn new(url: &str, database: String) -> Result<Self> {
+        let redacted_url = redact_url(url);
+        let opts = Opts::from_url(url)
+            .map_err(|e| Error::Config(format!("MYSQL_URL `{redacted_url}` is not valid: {e}")))?;
+        let opts = OptsBuilder::from_opts(opts)
+            .prefer_socket(false)
+            .init(vec!["SET time_zone = '+00:00'", "SET NAMES utf8mb4"]);
+        Ok(MySqlSource {
+            opts: opts.into(),
+            database,
+            redacted_url,
+        })
+    }
+
+    pub fn database(&self) -> &str {
+        &self.database
+    }
+
+    pub fn redacted_url(&self) -> &str {
+        &self.redacted_url
+    }
+
+    /// A new connection, in UTC and utf8mb4.
+    pub async fn connect(&self) -> Result<Conn> {
+        Conn::new(self.opts.clone())
+            .await
+            .map_err(|source| Error::MysqlConnect {
+                url: self.redacted_url.clone(),
+                source,
+            })
+    }
+
+    /// Reads the settings the replicator depends on.
+    pub async fn settings(&self, conn: &mut Conn) -> Result<ServerSettings> {
+        type SettingsRow = (String, Option<String>, Option<String>, Option<String>, u32);
+        let row: Option<SettingsRow> = conn
+            .query_first(
+                "SELECT VERSION(), @@GLOBAL.log_bin, @@GLOBAL.binlog_format, \
+                 @@GLOBAL.binlog_row_image, @@GLOBAL.server_id",
+            )
+            .await
+            .map_err(|e| Error::mysql("reading server settings", e))?;
+        let (version, log_bin, binlog_format, binlog_row_image, server_id) =
+            row.ok_or_else(|| Error::Prerequisite("the server returned no settings".into()))?;
+        let tables: Vec<String> = conn
+            .exec(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = ?",
+                (&self.database,),
+            )
+            .await
+            .map_err(|e| Error::mysql("listing tables", e))?;
+        Ok(ServerSettings {
+            flavor: if version.to_ascii_lowercase().contains("mariadb") {
+                Flavor::MariaDb
+            } else {
+                Flavor::MySql
+            },
+            version,
+            log_bin: matches!(log_bin.as_deref(), Some("1" | "ON")),
+            binlog_format: binlog_format.unwrap_or_default(),
+            binlog_row_image: binlog_row_image.unwrap_or_default(),
+            server_id,
+            database: self.database.clone(),
+            tables,
+        })
+    }
+}

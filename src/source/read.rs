@@ -1,0 +1,218 @@
+//! One consistent read of the four tables, and the binlog position it stands at.
+
+use futures_util::StreamExt;
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, Row};
+
+use super::decode::{self, SourceRow};
+use super::{Flavor, MySqlSource};
+use crate::error::{Error, Result};
+use crate::position::BinlogPosition;
+
+/// The four tables, in the order the snapshot reads them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TableRows {
+    Users,
+    Preferences,
+    Sessions,
+    Attributes,
+}
+
+impl TableRows {
+    pub const ALL: [TableRows; 4] = [
+        TableRows::Users,
+        TableRows::Preferences,
+        TableRows::Sessions,
+        TableRows::Attributes,
+    ];
+
+    pub fn table(self) -> &'static str {
+        match self {
+            TableRows::Users => "users",
+            TableRows::Preferences => "user_preferences",
+            TableRows::Sessions => "user_sessions",
+            TableRows::Attributes => "session_data",
+        }
+    }
+
+    fn select(self) -> &'static str {
+        match self {
+            TableRows::Users => "SELECT user_id, username, email FROM users",
+            TableRows::Preferences => {
+                "SELECT user_id, theme, language, notifications_enabled FROM user_preferences"
+            }
+            TableRows::Sessions => {
+                "SELECT session_id, user_id, ip_address, user_agent, UNIX_TIMESTAMP(created_at), \
+                 UNIX_TIMESTAMP(expires_at), UNIX_TIMESTAMP(last_activity_at) FROM user_sessions"
+            }
+            TableRows::Attributes => {
+                "SELECT session_id, attribute_key, attribute_value FROM session_data"
+            }
+        }
+    }
+
+    fn decode(self, row: Row) -> Result<SourceRow> {
+        match self {
+            TableRows::Users => decode::user(row),
+            TableRows::Preferences => decode::preferences(row),
+            TableRows::Sessions => decode::session(row),
+            TableRows::Attributes => decode::attribute(row),
+        }
+    }
+}
+
+/// A transaction with a consistent view of the source, opened at `position`.
+pub struct ConsistentRead {
+    conn: Conn,
+    pub position: BinlogPosition,
+}
+
+impl ConsistentRead {
+    /// Opens the consistent view and learns its exact binlog position.
+    ///
+    /// MariaDB reports the position of a consistent snapshot itself
+    /// (`Binlog_snapshot_file/position`), so no lock is taken. MySQL needs a
+    /// brief global read lock: the transaction is opened and the position
+    /// read while the lock holds, and only then is it released.
+    pub async fn begin(source: &MySqlSource, flavor: Flavor) -> Result<Self> {
+        let mut conn = source.connect().await?;
+        let q = |what: &'static str| move |e| Error::mysql(what, e);
+        conn.query_drop("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            .await
+            .map_err(q("setting the isolation level"))?;
+        let position = match flavor {
+            Flavor::MariaDb => {
+                conn.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT")
+                    .await
+                    .map_err(q("opening the consistent snapshot"))?;
+                let status: Vec<(String, String)> = conn
+                    .query("SHOW STATUS LIKE 'binlog_snapshot_%'")
+                    .await
+                    .map_err(q("reading the snapshot's binlog position"))?;
+                let get = |name: &str| {
+                    status
+                        .iter()
+                        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                        .map(|(_, v)| v.clone())
+                };
+                let file = get("Binlog_snapshot_file").filter(|f| !f.is_empty());
+                let offset = get("Binlog_snapshot_position").and_then(|p| p.parse().ok());
+                let (Some(file), Some(offset)) = (file, offset) else {
+                    return Err(Error::Prerequisite(
+                        "the server reports no binlog position for a consistent snapshot: \
+                         enable the binary log (log_bin)"
+                            .into(),
+                    ));
+                };
+                let gtid: Option<Option<String>> = conn
+                    .exec_first("SELECT BINLOG_GTID_POS(?, ?)", (&file, offset))
+                    .await
+                    .map_err(q("reading the snapshot's GTID position"))?;
+                BinlogPosition::new(file, offset).with_gtid(gtid.flatten())
+            }
+            Flavor::MySql => {
+                conn.query_drop("FLUSH TABLES WITH READ LOCK").await.map_err(|e| {
+                    Error::mysql(
+                        "taking the brief global read lock (the account needs the RELOAD privilege)",
+                        e,
+                    )
+                })?;
+                let opened = Self::mysql_position_under_lock(&mut conn).await;
+                conn.query_drop("UNLOCK TABLES")
+                    .await
+                    .map_err(q("releasing the global read lock"))?;
+                opened?
+            }
+        };
+        Ok(ConsistentRead { conn, position })
+    }
+
+    async fn mysql_position_under_lock(conn: &mut Conn) -> Result<BinlogPosition> {
+        conn.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT")
+            .await
+            .map_err(|e| Error::mysql("opening the consistent snapshot", e))?;
+        // MySQL 8.4 renamed SHOW MASTER STATUS; try the new name first.
+        let row: Option<Row> = match conn.query_first("SHOW BINARY LOG STATUS").await {
+            Ok(row) => row,
+            Err(_) => conn
+                .query_first("SHOW MASTER STATUS")
+                .await
+                .map_err(|e| Error::mysql("reading the binary log status", e))?,
+        };
+        let row = row.ok_or_else(|| {
+            Error::Prerequisite("the server reports no binary log status: enable log_bin".into())
+        })?;
+        let file: Option<String> = row.get("File");
+        let offset: Option<u64> = row.get("Position");
+        let gtid: Option<String> = row.get_opt("Executed_Gtid_Set").and_then(|r| r.ok());
+        match (file, offset) {
+            (Some(file), Some(offset)) => Ok(BinlogPosition::new(file, offset).with_gtid(gtid)),
+            _ => Err(Error::Prerequisite(
+                "the binary log status has no File/Position: enable log_bin".into(),
+            )),
+        }
+    }
+
+    /// The server's estimate of a table's row count, for progress reporting.
+    pub async fn estimated_rows(&mut self, table: TableRows) -> Option<u64> {
+        self.conn
+            .exec_first::<Option<u64>, _, _>(
+                "SELECT table_rows FROM information_schema.tables \
+                 WHERE table_schema = DATABASE() AND table_name = ?",
+                (table.table(),),
+            )
+            .await
+            .ok()
+            .flatten()
+            .flatten()
+    }
+
+    /// A query in the transaction, for callers that need one more fact of
+    /// the same view (a sample of session ids, say).
+    pub fn conn(&mut self) -> &mut Conn {
+        &mut self.conn
+    }
+
+    /// Streams every row of `table` (restricted by `filter`, an SQL condition,
+    /// when given) to `f`, one at a time: the table is never held in memory.
+    pub async fn read(
+        &mut self,
+        table: TableRows,
+        filter: Option<&str>,
+        mut f: impl FnMut(SourceRow) -> Result<()>,
+    ) -> Result<u64> {
+        let sql = match filter {
+            Some(cond) => format!("{} WHERE {cond}", table.select()),
+            None => table.select().to_string(),
+        };
+        let context = || format!("reading `{}`", table.table());
+        let mut result = self
+            .conn
+            .query_iter(sql)
+            .await
+            .map_err(|e| Error::mysql(context(), e))?;
+        let mut rows = 0;
+        if let Some(mut stream) = result
+            .stream::<Row>()
+            .await
+            .map_err(|e| Error::mysql(context(), e))?
+        {
+            while let Some(row) = stream.next().await {
+                let row = row.map_err(|e| Error::mysql(context(), e))?;
+                f(table.decode(row)?)?;
+                rows += 1;
+            }
+        }
+        Ok(rows)
+    }
+
+    /// Ends the read-only transaction.
+    pub async fn finish(mut self) -> Result<()> {
+        self.conn
+            .query_drop("COMMIT")
+            .await
+            .map_err(|e| Error::mysql("ending the snapshot transaction", e))?;
+        let _ = self.conn.disconnect().await;
+        Ok(())
+    }
+}

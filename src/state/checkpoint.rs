@@ -1,0 +1,28 @@
+//! The checkpoint: where in the binlog the state stands.
+
+use serde::{Deserialize, Serialize};
+
+use crate::position::BinlogPosition;
+
+/// Which snapshot the state (and the Redis namespace) grew from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotInfo {
+    /// Unique id, also written to the namespace's marker key.
+    pub id: String,
+    /// Unix seconds when the snapshot's consistent read began.
+    pub taken_at: i64,
+    /// The source database the state is a copy of.
+    pub database: String,
+    /// Where the snapshot's consistent read stood in the binlog.
+    pub position: BinlogPosition,
+}
+
+/// The committed progress of the replicator. Exists only after a complete snapshot.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    /// The state describes the source as of this position.
+    pub position: BinlogPosition,
+    pub snapshot: SnapshotInfo,
+    /// Unix seconds of the commit.
+    pub committed_at: i64,
+}

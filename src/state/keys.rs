@@ -1,0 +1,59 @@
+//! RocksDB key layout. One letter names the table; ids are big-endian so
+//! that keys of one user or one session are adjacent.
+//!
+//! | key                                   | value        |
+//! | ------------------------------------- | ------------ |
+//! | `u` user_id                            | `User`       |
+//! | `p` user_id                            | `Preferences`|
+//! | `s` session_id                         | `Session`    |
+//! | `a` len(session_id) session_id attr_key | `Attribute`  |
+//! | `i` user_id session_id                 | (empty)      |
+//! | `~checkpoint`                          | JSON `Checkpoint` |
+
+pub const CHECKPOINT: &[u8] = b"~checkpoint";
+pub const INDEX: &[u8] = b"i";
+/// Every row key lies in `FIRST..LAST`; the checkpoint does not.
+pub const FIRST: &[u8] = b"a";
+pub const LAST: &[u8] = b"z";
+
+fn id(user_id: i64) -> [u8; 8] {
+    ((user_id as u64) ^ (1 << 63)).to_be_bytes()
+}
+
+pub fn user(user_id: i64) -> Vec<u8> {
+    [&b"u"[..], &id(user_id)].concat()
+}
+
+pub fn preferences(user_id: i64) -> Vec<u8> {
+    [&b"p"[..], &id(user_id)].concat()
+}
+
+pub fn session(session_id: &[u8]) -> Vec<u8> {
+    [&b"s"[..], session_id].concat()
+}
+
+pub fn attributes_of(session_id: &[u8]) -> Vec<u8> {
+    let len = u32::try_from(session_id.len())
+        .unwrap_or(u32::MAX)
+        .to_be_bytes();
+    [&b"a"[..], &len, session_id].concat()
+}
+
+pub fn attribute(session_id: &[u8], key: &[u8]) -> Vec<u8> {
+    [&attributes_of(session_id)[..], key].concat()
+}
+
+pub fn index_of(user_id: i64) -> Vec<u8> {
+    [INDEX, &id(user_id)].concat()
+}
+
+pub fn index(user_id: i64, session_id: &[u8]) -> Vec<u8> {
+    [&index_of(user_id)[..], session_id].concat()
+}
+
+pub fn parse_index(key: &[u8]) -> Option<(i64, &[u8])> {
+    let rest = key.strip_prefix(INDEX)?;
+    let (raw, session_id) = rest.split_at_checked(8)?;
+    let user_id = (u64::from_be_bytes(raw.try_into().ok()?) ^ (1 << 63)) as i64;
+    Some((user_id, session_id))
+}

@@ -1,0 +1,290 @@
+//! The replicator's state in RocksDB: its own copy of the four tables, keyed
+//! for the join, and the checkpoint that says which binlog position that copy
+//! describes.
+//!
+//! State and checkpoint change together in one `WriteBatch`, so the position
+//! always describes the state. The snapshot clears the checkpoint before it
+//! loads anything, so an interrupted snapshot leaves nothing that `run` could
+//! take for a complete one.
+
+mod checkpoint;
+mod keys;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rocksdb::{Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+pub use checkpoint::{Checkpoint, SnapshotInfo};
+
+use crate::error::{Error, Result};
+use crate::model::{Attribute, Bytes, Preferences, Session, User};
+
+/// A handle on the state directory. Cheap to clone.
+#[derive(Clone)]
+pub struct StateStore {
+    db: Arc<DB>,
+    path: PathBuf,
+}
+
+impl StateStore {
+    /// Opens (creating if needed, with owner-only permissions) the state in `path`.
+    pub fn open(path: &Path) -> Result<Self> {
+        create_private_dir(path)?;
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        opts.set_max_open_files(256);
+        opts.set_keep_log_file_num(3);
+        let db = DB::open(&opts, path).map_err(|e| Error::State {
+            path: path.to_owned(),
+            message: format!(
+                "cannot open RocksDB: {e}. Is another replicator using this STATE_DIR?"
+            ),
+        })?;
+        Ok(StateStore {
+            db: Arc::new(db),
+            path: path.to_owned(),
+        })
+    }
+
+    /// Opens an existing state for reading, even while a replicator holds it.
+    pub fn open_read_only(path: &Path) -> Result<Self> {
+        let db =
+            DB::open_for_read_only(&Options::default(), path, false).map_err(|e| Error::State {
+                path: path.to_owned(),
+                message: format!(
+                    "cannot open RocksDB: {e}. Is STATE_DIR the replicator's state directory?"
+                ),
+            })?;
+        Ok(StateStore {
+            db: Arc::new(db),
+            path: path.to_owned(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn err(&self, e: impl std::fmt::Display) -> Error {
+        Error::State {
+            path: self.path.clone(),
+            message: e.to_string(),
+        }
+    }
+
+    /// The last committed checkpoint, if a complete snapshot was ever taken.
+    pub fn checkpoint(&self) -> Result<Option<Checkpoint>> {
+        let Some(raw) = self.db.get(keys::CHECKPOINT).map_err(|e| self.err(e))? else {
+            return Ok(None);
+        };
+        serde_json::from_slice(&raw)
+            .map(Some)
+            .map_err(|e| self.err(format!("checkpoint is unreadable: {e}")))
+    }
+
+    /// Removes the checkpoint and every row: the start of a snapshot.
+    pub fn clear(&self) -> Result<()> {
+        let mut batch = WriteBatch::default();
+        batch.delete(keys::CHECKPOINT);
+        batch.delete_range(keys::FIRST, keys::LAST);
+        self.write_synced(batch)
+    }
+
+    pub fn user(&self, user_id: i64) -> Result<Option<User>> {
+        self.get(&keys::user(user_id))
+    }
+
+    pub fn preferences(&self, user_id: i64) -> Result<Option<Preferences>> {
+        self.get(&keys::preferences(user_id))
+    }
+
+    pub fn session(&self, session_id: &[u8]) -> Result<Option<Session>> {
+        self.get(&keys::session(session_id))
+    }
+
+    /// The session's attributes, ordered by key.
+    pub fn attributes(&self, session_id: &[u8]) -> Result<Vec<Attribute>> {
+        self.scan(&keys::attributes_of(session_id), |_, v| self.decode(v))
+    }
+
+    /// The ids of the sessions whose `user_id` is this user, live or not.
+    pub fn sessions_of_user(&self, user_id: i64) -> Result<Vec<Bytes>> {
+        let prefix = keys::index_of(user_id);
+        self.scan(&prefix, |k, _| Ok(k[prefix.len()..].to_vec()))
+    }
+
+    /// Calls `f` with every (user id, session id) of the user → sessions
+    /// index, grouped by user id in ascending order.
+    pub fn for_each_index_entry(&self, mut f: impl FnMut(i64, &[u8]) -> Result<()>) -> Result<()> {
+        self.for_each_with_prefix(keys::INDEX, |k, _| {
+            let (user_id, session_id) =
+                keys::parse_index(k).ok_or_else(|| self.err("corrupt index key"))?;
+            f(user_id, session_id)
+        })
+    }
+
+    /// Starts a batch of state writes; nothing is visible until [`Self::commit`].
+    pub fn batch(&self) -> StateBatch {
+        StateBatch {
+            batch: WriteBatch::default(),
+        }
+    }
+
+    /// Writes a batch of rows without a checkpoint (loading a snapshot).
+    pub fn write(&self, batch: StateBatch) -> Result<()> {
+        self.db.write(batch.batch).map_err(|e| self.err(e))
+    }
+
+    /// Writes a batch together with the checkpoint it leads to, durably.
+    pub fn commit(&self, mut batch: StateBatch, checkpoint: &Checkpoint) -> Result<()> {
+        let raw = serde_json::to_vec(checkpoint).map_err(|e| self.err(e))?;
+        batch.batch.put(keys::CHECKPOINT, raw);
+        self.write_synced(batch.batch)
+    }
+
+    fn write_synced(&self, batch: WriteBatch) -> Result<()> {
+        let mut opts = WriteOptions::default();
+        opts.set_sync(true);
+        self.db.write_opt(batch, &opts).map_err(|e| self.err(e))
+    }
+
+    fn get<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>> {
+        match self.db.get_pinned(key).map_err(|e| self.err(e))? {
+            Some(raw) => self.decode(&raw).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn decode<T: DeserializeOwned>(&self, raw: &[u8]) -> Result<T> {
+        postcard::from_bytes(raw).map_err(|e| self.err(format!("corrupt row: {e}")))
+    }
+
+    fn scan<T>(
+        &self,
+        prefix: &[u8],
+        mut f: impl FnMut(&[u8], &[u8]) -> Result<T>,
+    ) -> Result<Vec<T>> {
+        let mut out = Vec::new();
+        self.for_each_with_prefix(prefix, |k, v| {
+            out.push(f(k, v)?);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    fn for_each_with_prefix(
+        &self,
+        prefix: &[u8],
+        mut f: impl FnMut(&[u8], &[u8]) -> Result<()>,
+    ) -> Result<()> {
+        let iter = self
+            .db
+            .iterator(IteratorMode::From(prefix, Direction::Forward));
+        for item in iter {
+            let (k, v) = item.map_err(|e| self.err(e))?;
+            if !k.starts_with(prefix) {
+                break;
+            }
+            f(&k, &v)?;
+        }
+        Ok(())
+    }
+}
+
+/// Row writes to apply to the state in one atomic write.
+pub struct StateBatch {
+    batch: WriteBatch,
+}
+
+impl StateBatch {
+    pub fn put_user(&mut self, user: &User) {
+        self.batch.put(keys::user(user.user_id), encode(user));
+    }
+
+    pub fn delete_user(&mut self, user_id: i64) {
+        self.batch.delete(keys::user(user_id));
+    }
+
+    pub fn put_preferences(&mut self, prefs: &Preferences) {
+        self.batch
+            .put(keys::preferences(prefs.user_id), encode(prefs));
+    }
+
+    pub fn delete_preferences(&mut self, user_id: i64) {
+        self.batch.delete(keys::preferences(user_id));
+    }
+
+    /// Stores the session and its entry in its user's index. When the
+    /// session was stored before under another user, the caller removes that
+    /// entry with [`Self::delete_session`] first.
+    pub fn put_session(&mut self, session: &Session) {
+        self.batch
+            .put(keys::session(&session.session_id), encode(session));
+        self.batch
+            .put(keys::index(session.user_id, &session.session_id), []);
+    }
+
+    /// Removes the session row and its index entry (not its attributes).
+    pub fn delete_session(&mut self, session: &Session) {
+        self.batch.delete(keys::session(&session.session_id));
+        self.batch
+            .delete(keys::index(session.user_id, &session.session_id));
+    }
+
+    pub fn put_attribute(&mut self, attr: &Attribute) {
+        self.batch
+            .put(keys::attribute(&attr.session_id, &attr.key), encode(attr));
+    }
+
+    pub fn delete_attribute(&mut self, session_id: &[u8], key: &[u8]) {
+        self.batch.delete(keys::attribute(session_id, key));
+    }
+
+    /// Number of writes in the batch.
+    pub fn len(&self) -> usize {
+        self.batch.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.batch.is_empty()
+    }
+}
+
+fn encode<T: Serialize>(row: &T) -> Vec<u8> {
+    postcard::to_stdvec(row).expect("rows of plain data always serialize")
+}
+
+/// Creates the directory with mode 0700 where the platform has modes.
+fn create_private_dir(path: &Path) -> Result<()> {
+    let err = |e: std::io::Error| Error::State {
+        path: path.to_owned(),
+        message: format!(
+            "cannot create the state directory: {e}. Set STATE_DIR to a writable directory"
+        ),
+    };
+    if !path.exists() {
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            builder.mode(0o700);
+        }
+        builder.create(path).map_err(err)?;
+    }
+    let probe = path.join(".write-test");
+    std::fs::write(&probe, b"").map_err(|e| Error::State {
+        path: path.to_owned(),
+        message: format!(
+            "the state directory is not writable: {e}. Set STATE_DIR to a writable directory"
+        ),
+    })?;
+    let _ = std::fs::remove_file(probe);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

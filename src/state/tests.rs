@@ -1,0 +1,100 @@
+use super::*;
+use crate::model::Timestamp;
+use crate::position::BinlogPosition;
+
+fn temp_store() -> (StateStore, PathBuf) {
+    let dir = std::env::temp_dir().join(format!(
+        "replicator-state-test-{}-{}",
+        std::process::id(),
+        rand_suffix()
+    ));
+    (StateStore::open(&dir).unwrap(), dir)
+}
+
+fn rand_suffix() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}
+
+fn session(id: &str, user_id: i64) -> Session {
+    Session {
+        session_id: id.as_bytes().to_vec(),
+        user_id,
+        ip_address: None,
+        user_agent: None,
+        created_at: None,
+        expires_at: Some(Timestamp::from_parts(2_000_000_000, 0)),
+        last_activity_at: None,
+    }
+}
+
+#[test]
+fn rows_index_and_checkpoint_round_trip() {
+    let (store, dir) = temp_store();
+    let mut batch = store.batch();
+    batch.put_user(&User {
+        user_id: 1,
+        username: b"a".to_vec(),
+        email: b"a@x".to_vec(),
+    });
+    batch.put_session(&session("s1", 1));
+    batch.put_session(&session("s2", 1));
+    batch.put_session(&session("s3", -5));
+    for key in ["b", "a"] {
+        batch.put_attribute(&Attribute {
+            session_id: b"s1".to_vec(),
+            key: key.as_bytes().to_vec(),
+            value: Some(b"v".to_vec()),
+        });
+    }
+    // An attribute of a session whose id extends s1's must not leak into s1.
+    batch.put_attribute(&Attribute {
+        session_id: b"s10".to_vec(),
+        key: b"x".to_vec(),
+        value: None,
+    });
+    assert!(store.checkpoint().unwrap().is_none());
+    let position = BinlogPosition::new("binlog.000001", 4);
+    let checkpoint = Checkpoint {
+        position: position.clone(),
+        snapshot: SnapshotInfo {
+            id: "snap".into(),
+            taken_at: 1,
+            database: "db".into(),
+            position,
+        },
+        committed_at: 2,
+    };
+    store.commit(batch, &checkpoint).unwrap();
+
+    assert_eq!(store.checkpoint().unwrap(), Some(checkpoint));
+    assert_eq!(store.user(1).unwrap().unwrap().username, b"a");
+    let attrs: Vec<_> = store
+        .attributes(b"s1")
+        .unwrap()
+        .into_iter()
+        .map(|a| a.key)
+        .collect();
+    assert_eq!(attrs, [b"a".to_vec(), b"b".to_vec()]);
+    assert_eq!(
+        store.sessions_of_user(1).unwrap(),
+        [b"s1".to_vec(), b"s2".to_vec()]
+    );
+    let mut entries = Vec::new();
+    store
+        .for_each_index_entry(|u, s| {
+            entries.push((u, s.to_vec()));
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(entries[0], (-5, b"s3".to_vec()));
+    assert_eq!(entries.len(), 3);
+
+    store.clear().unwrap();
+    assert!(store.checkpoint().unwrap().is_none());
+    assert!(store.session(b"s1").unwrap().is_none());
+    assert!(store.attributes(b"s1").unwrap().is_empty());
+    drop(store);
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -1,0 +1,292 @@
+//! Test harness: each test gets its own database (created from
+//! `sql/schema.sql`), its own Redis key prefix and its own state directory,
+//! on the private servers that `scripts/services start` runs, and removes
+//! them when it ends, so tests run in parallel.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::Output;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use mysql_async::prelude::Queryable;
+use redis::AsyncCommands;
+
+pub const DEFAULT_ADMIN_URL: &str = "mysql://admin:admin-local-only@127.0.0.1:13306/";
+pub const DEFAULT_MYSQL_URL: &str =
+    "mysql://replicator:replicator-local-only@127.0.0.1:13306/sessions";
+pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:16379/0";
+
+pub fn admin_url() -> String {
+    std::env::var("MYSQL_ADMIN_URL").unwrap_or_else(|_| DEFAULT_ADMIN_URL.into())
+}
+
+pub fn redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| DEFAULT_REDIS_URL.into())
+}
+
+/// The replicator account's URL with the database replaced.
+pub fn replicator_url(database: &str) -> String {
+    let base = std::env::var("MYSQL_URL").unwrap_or_else(|_| DEFAULT_MYSQL_URL.into());
+    let mut url = url::Url::parse(&base).expect("MYSQL_URL is a URL");
+    url.set_path(&format!("/{database}"));
+    url.to_string()
+}
+
+pub fn schema_sql() -> String {
+    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/sql/schema.sql")).unwrap()
+}
+
+pub fn sample_data_sql() -> String {
+    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/sql/sample_data.sql")).unwrap()
+}
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// A database, key prefix and state directory of one test.
+pub struct TestDb {
+    pub name: String,
+    pub prefix: String,
+    pub state_dir: PathBuf,
+    pool: mysql_async::Pool,
+    redis: redis::aio::MultiplexedConnection,
+}
+
+async fn admin_pool(database: Option<&str>) -> mysql_async::Pool {
+    let opts = mysql_async::Opts::from_url(&admin_url()).expect("MYSQL_ADMIN_URL");
+    let opts = mysql_async::OptsBuilder::from_opts(opts)
+        .db_name(database)
+        .init(vec!["SET time_zone = '+00:00'", "SET NAMES utf8mb4"]);
+    mysql_async::Pool::new(opts)
+}
+
+impl TestDb {
+    /// A fresh database with the schema loaded.
+    pub async fn new(test: &str) -> TestDb {
+        let db = Self::empty(test).await;
+        db.sql(&schema_sql()).await;
+        db
+    }
+
+    /// A fresh database with no tables.
+    pub async fn empty(test: &str) -> TestDb {
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let name: String = format!("t_{test}_{}_{n}", std::process::id())
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .take(64)
+            .collect();
+        let root = admin_pool(None).await;
+        let mut conn = root
+            .get_conn()
+            .await
+            .expect("MariaDB of scripts/services is running");
+        conn.query_drop(format!(
+            "DROP DATABASE IF EXISTS `{name}`; CREATE DATABASE `{name}` CHARACTER SET utf8mb4; \
+             GRANT SELECT ON `{name}`.* TO 'replicator'@'127.0.0.1'"
+        ))
+        .await
+        .unwrap();
+        drop(conn);
+        root.disconnect().await.unwrap();
+        let client = redis::Client::open(redis_url()).unwrap();
+        let redis = client
+            .get_multiplexed_async_connection()
+            .await
+            .expect("Redis of scripts/services is running");
+        let state_dir = std::env::temp_dir().join(format!("replicator-test-{name}"));
+        let _ = std::fs::remove_dir_all(&state_dir);
+        TestDb {
+            prefix: format!("{name}:"),
+            pool: admin_pool(Some(&name)).await,
+            name,
+            state_dir,
+            redis,
+        }
+    }
+
+    /// Runs SQL statements (several, separated by `;`) as the admin account.
+    pub async fn sql(&self, sql: &str) {
+        let mut conn = self.pool.get_conn().await.unwrap();
+        conn.query_drop(sql)
+            .await
+            .unwrap_or_else(|e| panic!("{e}\nin SQL: {sql}"));
+    }
+
+    /// Runs a query and returns the rows.
+    pub async fn query<T: mysql_async::prelude::FromRow + Send + 'static>(
+        &self,
+        sql: &str,
+    ) -> Vec<T> {
+        let mut conn = self.pool.get_conn().await.unwrap();
+        conn.query(sql).await.unwrap()
+    }
+
+    pub async fn load_sample_data(&self) {
+        self.sql(&sample_data_sql()).await;
+    }
+
+    pub fn mysql_url(&self) -> String {
+        replicator_url(&self.name)
+    }
+
+    /// The replicator binary with this test's settings in its environment.
+    pub fn replicator(&self, args: &[&str]) -> tokio::process::Command {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_replicator"));
+        cmd.args(args)
+            .env("MYSQL_URL", self.mysql_url())
+            .env("REDIS_URL", redis_url())
+            .env("KEY_PREFIX", &self.prefix)
+            .env("STATE_DIR", &self.state_dir)
+            .env("RUST_LOG", "info")
+            .kill_on_drop(true);
+        cmd
+    }
+
+    /// Runs the replicator to completion.
+    pub async fn run(&self, args: &[&str]) -> Output {
+        self.replicator(args)
+            .output()
+            .await
+            .expect("replicator binary runs")
+    }
+
+    /// Runs the replicator and requires exit status 0.
+    pub async fn run_ok(&self, args: &[&str]) -> Output {
+        let out = self.run(args).await;
+        assert!(
+            out.status.success(),
+            "replicator {args:?} failed with {}\nstdout:\n{}\nstderr:\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    pub fn key(&self, suffix: &str) -> String {
+        format!("{}{suffix}", self.prefix)
+    }
+
+    pub fn redis(&self) -> redis::aio::MultiplexedConnection {
+        self.redis.clone()
+    }
+
+    /// The session hash as text.
+    pub async fn session(&self, session_id: &str) -> BTreeMap<String, String> {
+        let mut r = self.redis();
+        r.hgetall(self.key(&format!("session:{session_id}")))
+            .await
+            .unwrap()
+    }
+
+    /// `EXPIRETIME` of a key of the namespace (-2: no key, -1: no TTL).
+    pub async fn expire_time(&self, suffix: &str) -> i64 {
+        let mut r = self.redis();
+        redis::cmd("EXPIRETIME")
+            .arg(self.key(suffix))
+            .query_async(&mut r)
+            .await
+            .unwrap()
+    }
+
+    /// The user index as (member, score), by score.
+    pub async fn index(&self, user_id: i64) -> Vec<(String, i64)> {
+        let mut r = self.redis();
+        r.zrange_withscores(self.key(&format!("user:{user_id}:sessions")), 0, -1)
+            .await
+            .unwrap()
+    }
+
+    /// Every key of the namespace, sorted, without the prefix.
+    pub async fn keys(&self) -> Vec<String> {
+        let mut r = self.redis();
+        let pattern = format!("{}*", self.prefix);
+        let mut keys: Vec<String> = {
+            let mut iter = r.scan_match::<_, String>(pattern).await.unwrap();
+            let mut out = Vec::new();
+            while let Some(k) = futures_util::StreamExt::next(&mut iter).await {
+                out.push(k.unwrap());
+            }
+            out
+        };
+        keys.sort();
+        keys.dedup();
+        keys.into_iter()
+            .map(|k| k[self.prefix.len()..].to_string())
+            .collect()
+    }
+
+    /// Waits until `check` holds, or fails the test after `timeout`.
+    pub async fn wait_for<F, Fut>(&self, what: &str, timeout: Duration, mut check: F)
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        let deadline = Instant::now() + timeout;
+        while !check().await {
+            assert!(
+                Instant::now() < deadline,
+                "timed out after {timeout:?} waiting for {what}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let (name, prefix, state_dir) = (
+            self.name.clone(),
+            self.prefix.clone(),
+            self.state_dir.clone(),
+        );
+        // Drop runs outside async context guarantees: clean up on a thread of its own.
+        let cleanup = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let pool = admin_pool(None).await;
+                if let Ok(mut conn) = pool.get_conn().await {
+                    let _ = conn
+                        .query_drop(format!("DROP DATABASE IF EXISTS `{name}`"))
+                        .await;
+                }
+                let _ = pool.disconnect().await;
+                if let Ok(client) = redis::Client::open(redis_url()) {
+                    if let Ok(mut r) = client.get_multiplexed_async_connection().await {
+                        let keys: Vec<String> = {
+                            let mut out = Vec::new();
+                            if let Ok(mut iter) =
+                                r.scan_match::<_, String>(format!("{prefix}*")).await
+                            {
+                                while let Some(Ok(k)) =
+                                    futures_util::StreamExt::next(&mut iter).await
+                                {
+                                    out.push(k);
+                                }
+                            }
+                            out
+                        };
+                        for chunk in keys.chunks(500) {
+                            let _: redis::RedisResult<()> = r.del(chunk).await;
+                        }
+                    }
+                }
+            });
+            let _ = std::fs::remove_dir_all(state_dir);
+        });
+        let _ = cleanup.join();
+    }
+}
+
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
