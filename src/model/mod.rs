@@ -5,12 +5,17 @@
 //! here: the snapshot, streaming, rebuilds and `verify` all build a session
 //! hash with the same code, and it is unit-tested and benchmarked alone.
 
+mod apply;
+mod change;
 mod command;
 mod keys;
 mod rows;
 mod session;
 mod timestamp;
+mod view;
 
+pub use apply::{apply, finish_group, GroupOutput};
+pub use change::{RowChange, SourceRow};
 pub use command::Command;
 pub use keys::Keys;
 pub use rows::{Attribute, Bytes, Preferences, Session, User};
@@ -19,3 +24,4 @@ pub use session::{
     write_user_index, Field,
 };
 pub use timestamp::Timestamp;
+pub use view::{Overlay, StateView};

@@ -1,18 +1,15 @@
 //! Column values of the source into the model's row types.
+//!
+//! Both the snapshot (a `SELECT` of the columns in [`super::TableRows::columns`]
+//! order) and the binlog (columns picked by name) hand over the values in
+//! that order. `TIMESTAMP` columns arrive as Unix seconds in decimal text:
+//! `UNIX_TIMESTAMP(col)` in the snapshot, the binlog's own encoding in rows
+//! events.
 
-use mysql_async::{Row, Value};
+use mysql_async::Value;
 
 use crate::error::{Error, Result};
-use crate::model::{Attribute, Bytes, Preferences, Session, Timestamp, User};
-
-/// One row of one of the four tables.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum SourceRow {
-    User(User),
-    Preferences(Preferences),
-    Session(Session),
-    Attribute(Attribute),
-}
+use crate::model::{Attribute, Bytes, Preferences, Session, SourceRow, Timestamp, User};
 
 /// Reads the columns of a row in order, naming the table and column on error.
 struct Columns {
@@ -21,10 +18,10 @@ struct Columns {
 }
 
 impl Columns {
-    fn new(table: &'static str, row: Row) -> Self {
+    fn new(table: &'static str, values: Vec<Value>) -> Self {
         Columns {
             table,
-            values: row.unwrap().into_iter(),
+            values: values.into_iter(),
         }
     }
 
@@ -93,7 +90,7 @@ fn integer(value: &Value) -> Option<i64> {
     }
 }
 
-pub fn user(row: Row) -> Result<SourceRow> {
+pub fn user(row: Vec<Value>) -> Result<SourceRow> {
     let mut c = Columns::new("users", row);
     Ok(SourceRow::User(User {
         user_id: c.int("user_id")?,
@@ -102,7 +99,7 @@ pub fn user(row: Row) -> Result<SourceRow> {
     }))
 }
 
-pub fn preferences(row: Row) -> Result<SourceRow> {
+pub fn preferences(row: Vec<Value>) -> Result<SourceRow> {
     let mut c = Columns::new("user_preferences", row);
     Ok(SourceRow::Preferences(Preferences {
         user_id: c.int("user_id")?,
@@ -112,7 +109,7 @@ pub fn preferences(row: Row) -> Result<SourceRow> {
     }))
 }
 
-pub fn session(row: Row) -> Result<SourceRow> {
+pub fn session(row: Vec<Value>) -> Result<SourceRow> {
     let mut c = Columns::new("user_sessions", row);
     Ok(SourceRow::Session(Session {
         session_id: c.required_bytes("session_id")?,
@@ -125,7 +122,7 @@ pub fn session(row: Row) -> Result<SourceRow> {
     }))
 }
 
-pub fn attribute(row: Row) -> Result<SourceRow> {
+pub fn attribute(row: Vec<Value>) -> Result<SourceRow> {
     let mut c = Columns::new("session_data", row);
     Ok(SourceRow::Attribute(Attribute {
         session_id: c.required_bytes("session_id")?,

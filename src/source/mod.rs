@@ -8,7 +8,7 @@ mod read;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts, OptsBuilder};
 
-pub use decode::SourceRow;
+pub use crate::model::{RowChange, SourceRow};
 pub use prereq::{check_settings, ServerSettings, TABLES};
 pub use read::{ConsistentRead, TableRows};
 

@@ -4,9 +4,10 @@ use futures_util::StreamExt;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Row};
 
-use super::decode::{self, SourceRow};
+use super::decode;
 use super::{Flavor, MySqlSource};
 use crate::error::{Error, Result};
+use crate::model::SourceRow;
 use crate::position::BinlogPosition;
 
 /// The four tables, in the order the snapshot reads them.
@@ -35,6 +36,29 @@ impl TableRows {
         }
     }
 
+    /// The table of a binlog event, when it is one of the four.
+    pub fn from_table(name: &str) -> Option<TableRows> {
+        TableRows::ALL.into_iter().find(|t| t.table() == name)
+    }
+
+    /// The columns the model reads, in the order the decoder takes them.
+    pub fn columns(self) -> &'static [&'static str] {
+        match self {
+            TableRows::Users => &["user_id", "username", "email"],
+            TableRows::Preferences => &["user_id", "theme", "language", "notifications_enabled"],
+            TableRows::Sessions => &[
+                "session_id",
+                "user_id",
+                "ip_address",
+                "user_agent",
+                "created_at",
+                "expires_at",
+                "last_activity_at",
+            ],
+            TableRows::Attributes => &["session_id", "attribute_key", "attribute_value"],
+        }
+    }
+
     fn select(self) -> &'static str {
         match self {
             TableRows::Users => "SELECT user_id, username, email FROM users",
@@ -51,7 +75,8 @@ impl TableRows {
         }
     }
 
-    fn decode(self, row: Row) -> Result<SourceRow> {
+    /// Decodes the values of [`Self::columns`], in that order.
+    pub fn decode(self, row: Vec<mysql_async::Value>) -> Result<SourceRow> {
         match self {
             TableRows::Users => decode::user(row),
             TableRows::Preferences => decode::preferences(row),
@@ -199,7 +224,7 @@ impl ConsistentRead {
         {
             while let Some(row) = stream.next().await {
                 let row = row.map_err(|e| Error::mysql(context(), e))?;
-                f(table.decode(row)?)?;
+                f(table.decode(row.unwrap())?)?;
                 rows += 1;
             }
         }

@@ -1,0 +1,328 @@
+//! Row change + state → Redis commands + state writes. Pure: the state is
+//! read through [`StateView`] and written to the group's [`Overlay`].
+//!
+//! Rules (see `redis-model.md`):
+//! - a `users` or `user_preferences` change rewrites the affected fields in
+//!   every live session of the user (`HSET`/`HDEL` + `EXPIREAT`);
+//! - a `session_data` change sets or removes one `attr_*` field of a live
+//!   session, and creates nothing for an expired or unknown one;
+//! - a `user_sessions` change that only touches plain columns updates those
+//!   fields; one that changes liveness, expiry or user rewrites the whole
+//!   hash from the state (so an expired session extended into the future
+//!   comes back complete, attributes included);
+//! - deletes cascade as MySQL does, although MySQL logs no row events for
+//!   cascaded deletes: a user takes their preferences, sessions and
+//!   attributes; a session takes its attributes;
+//! - every user index touched in a group is rewritten once, at the end of
+//!   the group, from the state.
+//!
+//! Every command that can create a session hash is followed by its
+//! `EXPIREAT`, so no hash lives without a TTL, even one Redis expired a
+//! moment before the write arrived.
+
+use std::collections::BTreeSet;
+
+use super::session::{
+    preference_fields, session_fields, user_fields, write_session, write_user_index, Field,
+};
+use super::{
+    attribute_field, Attribute, Bytes, Command, Keys, Overlay, Preferences, RowChange, Session,
+    SourceRow, StateView, Timestamp, User,
+};
+use crate::error::Result;
+
+/// The Redis commands of a group of changes, in order.
+#[derive(Debug, Default)]
+pub struct GroupOutput {
+    pub commands: Vec<Command>,
+    /// Row changes applied.
+    pub rows: u64,
+    /// Users whose index is rewritten when the group ends.
+    dirty_users: BTreeSet<i64>,
+}
+
+/// Applies one row change to the overlay and appends its Redis commands.
+pub fn apply<V: StateView>(
+    change: RowChange,
+    view: &mut Overlay<'_, V>,
+    keys: &Keys,
+    now: Timestamp,
+    out: &mut GroupOutput,
+) -> Result<()> {
+    out.rows += 1;
+    let mut ctx = Ctx {
+        view,
+        keys,
+        now,
+        out,
+    };
+    match change {
+        RowChange::Insert(row) => ctx.upsert(row, None),
+        RowChange::Update { before, after } => ctx.upsert(after, Some(before)),
+        RowChange::Delete(row) => ctx.delete(row),
+    }
+}
+
+/// Ends a group: rewrites the index of every user it touched.
+pub fn finish_group<V: StateView>(
+    view: &Overlay<'_, V>,
+    keys: &Keys,
+    now: Timestamp,
+    out: &mut GroupOutput,
+) -> Result<()> {
+    for user_id in std::mem::take(&mut out.dirty_users) {
+        let mut members = Vec::new();
+        for session_id in view.sessions_of_user(user_id)? {
+            if let Some(s) = view.session(&session_id)?.filter(|s| s.is_live(now)) {
+                members.push((s.expire_at_seconds().unwrap_or_default(), s.session_id));
+            }
+        }
+        out.commands
+            .extend(write_user_index(keys, user_id, members));
+    }
+    Ok(())
+}
+
+struct Ctx<'c, 'a, V> {
+    view: &'c mut Overlay<'a, V>,
+    keys: &'c Keys,
+    now: Timestamp,
+    out: &'c mut GroupOutput,
+}
+
+impl<V: StateView> Ctx<'_, '_, V> {
+    fn upsert(&mut self, row: SourceRow, before: Option<SourceRow>) -> Result<()> {
+        match (row, before) {
+            (SourceRow::User(u), before) => {
+                if let Some(SourceRow::User(b)) = before.filter(|b| !same_user(b, u.user_id)) {
+                    self.unset_user(b.user_id)?;
+                }
+                self.upsert_user(u)
+            }
+            (SourceRow::Preferences(p), before) => {
+                if let Some(SourceRow::Preferences(b)) = before {
+                    if b.user_id != p.user_id {
+                        self.delete_preferences(b.user_id)?;
+                    }
+                }
+                self.upsert_preferences(p)
+            }
+            (SourceRow::Session(s), before) => {
+                if let Some(SourceRow::Session(b)) = before {
+                    if b.session_id != s.session_id {
+                        // A new primary key: the old session is gone, its
+                        // attributes stay where MySQL keeps them.
+                        self.remove_session(&b.session_id)?;
+                    }
+                }
+                self.upsert_session(s)
+            }
+            (SourceRow::Attribute(a), before) => {
+                if let Some(SourceRow::Attribute(b)) = before {
+                    if b.session_id != a.session_id || b.key != a.key {
+                        self.delete_attribute(&b)?;
+                    }
+                }
+                self.upsert_attribute(a)
+            }
+        }
+    }
+
+    fn delete(&mut self, row: SourceRow) -> Result<()> {
+        match row {
+            SourceRow::User(u) => self.delete_user(u.user_id),
+            SourceRow::Preferences(p) => self.delete_preferences(p.user_id),
+            SourceRow::Session(s) => self.delete_session(&s.session_id),
+            SourceRow::Attribute(a) => self.delete_attribute(&a),
+        }
+    }
+
+    // ---- users
+
+    fn upsert_user(&mut self, user: User) -> Result<()> {
+        let fields = user_fields(Some(&user));
+        let user_id = user.user_id;
+        self.view.put_user(user);
+        self.set_fields_of_live_sessions(user_id, &fields)
+    }
+
+    /// The user row is gone but its sessions are not (a changed user id).
+    fn unset_user(&mut self, user_id: i64) -> Result<()> {
+        self.view.delete_user(user_id);
+        self.set_fields_of_live_sessions(user_id, &user_fields(None))
+    }
+
+    fn delete_user(&mut self, user_id: i64) -> Result<()> {
+        self.view.delete_user(user_id);
+        self.view.delete_preferences(user_id);
+        for session_id in self.view.sessions_of_user(user_id)? {
+            self.delete_session(&session_id)?;
+        }
+        self.out.dirty_users.insert(user_id);
+        Ok(())
+    }
+
+    // ---- preferences
+
+    fn upsert_preferences(&mut self, prefs: Preferences) -> Result<()> {
+        let fields = preference_fields(Some(&prefs));
+        let user_id = prefs.user_id;
+        self.view.put_preferences(prefs);
+        self.set_fields_of_live_sessions(user_id, &fields)
+    }
+
+    fn delete_preferences(&mut self, user_id: i64) -> Result<()> {
+        self.view.delete_preferences(user_id);
+        self.set_fields_of_live_sessions(user_id, &preference_fields(None))
+    }
+
+    fn set_fields_of_live_sessions(&mut self, user_id: i64, fields: &[Field]) -> Result<()> {
+        for session_id in self.view.sessions_of_user(user_id)? {
+            if let Some(session) = self.live_session(&session_id)? {
+                self.set_fields(&session, fields);
+            }
+        }
+        Ok(())
+    }
+
+    // ---- sessions
+
+    fn upsert_session(&mut self, session: Session) -> Result<()> {
+        let old = self.view.session(&session.session_id)?;
+        self.view.put_session(session.clone())?;
+        self.out.dirty_users.insert(session.user_id);
+        let was_live = old.as_ref().is_some_and(|o| o.is_live(self.now));
+        match old {
+            Some(old)
+                if was_live
+                    && session.is_live(self.now)
+                    && old.user_id == session.user_id
+                    && old.expires_at == session.expires_at =>
+            {
+                // Plain columns only: update the fields that changed.
+                let changed: Vec<Field> = session_fields(&session)
+                    .into_iter()
+                    .zip(session_fields(&old))
+                    .filter(|(new, old)| new.1 != old.1)
+                    .map(|(new, _)| new)
+                    .collect();
+                self.set_fields(&session, &changed);
+                Ok(())
+            }
+            old => {
+                if let Some(old) = old {
+                    self.out.dirty_users.insert(old.user_id);
+                }
+                self.rewrite_session(&session)
+            }
+        }
+    }
+
+    /// Removes the session row and its key (not its attributes).
+    fn remove_session(&mut self, session_id: &[u8]) -> Result<()> {
+        if let Some(old) = self.view.delete_session(session_id)? {
+            self.out.dirty_users.insert(old.user_id);
+        }
+        self.out
+            .commands
+            .push(Command::Del(self.keys.session(session_id)));
+        Ok(())
+    }
+
+    /// Deletes the session and, as MySQL's cascade does, its attributes.
+    fn delete_session(&mut self, session_id: &[u8]) -> Result<()> {
+        for attr in self.view.attributes(session_id)? {
+            self.view.delete_attribute(session_id, &attr.key);
+        }
+        self.remove_session(session_id)
+    }
+
+    /// Writes the whole hash from the state, or deletes it when not live.
+    fn rewrite_session(&mut self, session: &Session) -> Result<()> {
+        let user = self.view.user(session.user_id)?;
+        let prefs = self.view.preferences(session.user_id)?;
+        let attributes = self.view.attributes(&session.session_id)?;
+        match write_session(
+            self.keys,
+            self.now,
+            session,
+            user.as_ref(),
+            prefs.as_ref(),
+            &attributes,
+        ) {
+            Some(commands) => self.out.commands.extend(commands),
+            None => self
+                .out
+                .commands
+                .push(Command::Del(self.keys.session(&session.session_id))),
+        }
+        Ok(())
+    }
+
+    // ---- session data
+
+    fn upsert_attribute(&mut self, attr: Attribute) -> Result<()> {
+        let (name, value) = attribute_field(&attr);
+        let session = self.live_session(&attr.session_id)?;
+        self.view.put_attribute(attr);
+        if let Some(session) = session {
+            self.set_named(&session, vec![(name, value)]);
+        }
+        Ok(())
+    }
+
+    fn delete_attribute(&mut self, attr: &Attribute) -> Result<()> {
+        self.view.delete_attribute(&attr.session_id, &attr.key);
+        if let Some(session) = self.live_session(&attr.session_id)? {
+            let (name, _) = attribute_field(attr);
+            self.set_named(&session, vec![(name, None)]);
+        }
+        Ok(())
+    }
+
+    // ---- helpers
+
+    fn live_session(&self, session_id: &[u8]) -> Result<Option<Session>> {
+        Ok(self
+            .view
+            .session(session_id)?
+            .filter(|s| s.is_live(self.now)))
+    }
+
+    fn set_fields(&mut self, session: &Session, fields: &[Field]) {
+        let named = fields
+            .iter()
+            .map(|(name, value)| (name.as_bytes().to_vec(), value.clone()))
+            .collect();
+        self.set_named(session, named);
+    }
+
+    /// `HSET` of the present values and `HDEL` of the absent ones on a live
+    /// session's hash, with its `EXPIREAT` after any `HSET`.
+    fn set_named(&mut self, session: &Session, fields: Vec<(Bytes, Option<Bytes>)>) {
+        let key = self.keys.session(&session.session_id);
+        let (set, unset): (Vec<_>, Vec<_>) = fields.into_iter().partition(|(_, v)| v.is_some());
+        if !unset.is_empty() {
+            self.out.commands.push(Command::HDel {
+                key: key.clone(),
+                fields: unset.into_iter().map(|(name, _)| name).collect(),
+            });
+        }
+        if !set.is_empty() {
+            self.out.commands.push(Command::HSet {
+                key: key.clone(),
+                fields: set.into_iter().filter_map(|(n, v)| Some((n, v?))).collect(),
+            });
+            if let Some(at) = session.expire_at_seconds() {
+                self.out.commands.push(Command::ExpireAt { key, at });
+            }
+        }
+    }
+}
+
+fn same_user(row: &SourceRow, user_id: i64) -> bool {
+    matches!(row, SourceRow::User(u) if u.user_id == user_id)
+}
+
+#[cfg(test)]
+mod tests;

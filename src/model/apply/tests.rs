@@ -1,0 +1,399 @@
+//! The apply rules against an in-memory state and an in-memory Redis: after
+//! any sequence of changes, Redis must equal the model of the state.
+
+use std::collections::{BTreeMap, HashMap};
+
+use super::*;
+use crate::model::Overlay;
+
+#[derive(Default, Clone)]
+struct Mem {
+    users: BTreeMap<i64, User>,
+    prefs: BTreeMap<i64, Preferences>,
+    sessions: BTreeMap<Bytes, Session>,
+    attrs: BTreeMap<(Bytes, Bytes), Attribute>,
+    index: BTreeMap<(i64, Bytes), ()>,
+}
+
+impl StateView for Mem {
+    fn user(&self, id: i64) -> Result<Option<User>> {
+        Ok(self.users.get(&id).cloned())
+    }
+    fn preferences(&self, id: i64) -> Result<Option<Preferences>> {
+        Ok(self.prefs.get(&id).cloned())
+    }
+    fn session(&self, id: &[u8]) -> Result<Option<Session>> {
+        Ok(self.sessions.get(id).cloned())
+    }
+    fn attributes(&self, id: &[u8]) -> Result<Vec<Attribute>> {
+        Ok(self
+            .attrs
+            .iter()
+            .filter(|((s, _), _)| s == id)
+            .map(|(_, a)| a.clone())
+            .collect())
+    }
+    fn sessions_of_user(&self, id: i64) -> Result<Vec<Bytes>> {
+        Ok(self
+            .index
+            .keys()
+            .filter(|(u, _)| *u == id)
+            .map(|(_, s)| s.clone())
+            .collect())
+    }
+}
+
+impl Mem {
+    fn commit(&mut self, p: crate::model::view::Pending) {
+        for (k, v) in p.users {
+            match v {
+                Some(v) => self.users.insert(k, v),
+                None => self.users.remove(&k),
+            };
+        }
+        for (k, v) in p.preferences {
+            match v {
+                Some(v) => self.prefs.insert(k, v),
+                None => self.prefs.remove(&k),
+            };
+        }
+        for (k, v) in p.sessions {
+            match v {
+                Some(v) => self.sessions.insert(k, v),
+                None => self.sessions.remove(&k),
+            };
+        }
+        for (k, v) in p.attributes {
+            match v {
+                Some(v) => self.attrs.insert(k, v),
+                None => self.attrs.remove(&k),
+            };
+        }
+        for (k, present) in p.index {
+            if present {
+                self.index.insert(k, ());
+            } else {
+                self.index.remove(&k);
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Val {
+    Hash(BTreeMap<Bytes, Bytes>),
+    ZSet(BTreeMap<Bytes, i64>),
+}
+
+#[derive(Default, Debug, PartialEq)]
+struct Redis {
+    data: HashMap<Bytes, Val>,
+    ttl: HashMap<Bytes, i64>,
+}
+
+impl Redis {
+    fn exec(&mut self, cmds: &[Command], now: i64) {
+        for c in cmds {
+            match c.clone() {
+                Command::Del(k) => {
+                    self.data.remove(&k);
+                    self.ttl.remove(&k);
+                }
+                Command::HSet { key, fields } => {
+                    let e = self.data.entry(key).or_insert(Val::Hash(BTreeMap::new()));
+                    let Val::Hash(h) = e else {
+                        panic!("wrong type")
+                    };
+                    h.extend(fields);
+                }
+                Command::HDel { key, fields } => {
+                    if let Some(Val::Hash(h)) = self.data.get_mut(&key) {
+                        fields.iter().for_each(|f| {
+                            h.remove(f);
+                        });
+                        if h.is_empty() {
+                            self.data.remove(&key);
+                            self.ttl.remove(&key);
+                        }
+                    }
+                }
+                Command::ExpireAt { key, at } => {
+                    if self.data.contains_key(&key) {
+                        if at <= now {
+                            self.data.remove(&key);
+                            self.ttl.remove(&key);
+                        } else {
+                            self.ttl.insert(key, at);
+                        }
+                    }
+                }
+                Command::ZAdd { key, members } => {
+                    let e = self.data.entry(key).or_insert(Val::ZSet(BTreeMap::new()));
+                    let Val::ZSet(z) = e else {
+                        panic!("wrong type")
+                    };
+                    for (s, m) in members {
+                        z.insert(m, s);
+                    }
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    }
+
+    /// The model of the state, as a fresh Redis.
+    fn model_of(state: &Mem, keys: &Keys, now: Timestamp) -> Redis {
+        let mut r = Redis::default();
+        let mut cmds = Vec::new();
+        let mut by_user: BTreeMap<i64, Vec<(i64, Bytes)>> = BTreeMap::new();
+        for s in state.sessions.values() {
+            let attrs = state.attributes(&s.session_id).unwrap();
+            if let Some(c) = write_session(
+                keys,
+                now,
+                s,
+                state.users.get(&s.user_id),
+                state.prefs.get(&s.user_id),
+                &attrs,
+            ) {
+                cmds.extend(c);
+                by_user
+                    .entry(s.user_id)
+                    .or_default()
+                    .push((s.expire_at_seconds().unwrap(), s.session_id.clone()));
+            }
+        }
+        for (u, m) in by_user {
+            cmds.extend(write_user_index(keys, u, m));
+        }
+        r.exec(&cmds, now.ceil_seconds());
+        r
+    }
+}
+
+const NOW: i64 = 1_800_000_000;
+
+fn now() -> Timestamp {
+    Timestamp::from_parts(NOW, 0)
+}
+
+fn user(id: i64, name: &str) -> SourceRow {
+    SourceRow::User(User {
+        user_id: id,
+        username: name.into(),
+        email: format!("{name}@x").into(),
+    })
+}
+
+fn prefs(id: i64, theme: Option<&str>) -> SourceRow {
+    SourceRow::Preferences(Preferences {
+        user_id: id,
+        theme: theme.map(Into::into),
+        language: Some(b"en".to_vec()),
+        notifications_enabled: Some(true),
+    })
+}
+
+fn session(id: &str, user_id: i64, expires_in: i64) -> SourceRow {
+    SourceRow::Session(Session {
+        session_id: id.into(),
+        user_id,
+        ip_address: Some(b"192.0.2.1".to_vec()),
+        user_agent: None,
+        created_at: Some(Timestamp::from_parts(NOW - 100, 0)),
+        expires_at: Some(Timestamp::from_parts(NOW + expires_in, 0)),
+        last_activity_at: None,
+    })
+}
+
+fn attr(sid: &str, key: &str, value: Option<&str>) -> SourceRow {
+    SourceRow::Attribute(Attribute {
+        session_id: sid.into(),
+        key: key.into(),
+        value: value.map(Into::into),
+    })
+}
+
+struct World {
+    state: Mem,
+    redis: Redis,
+    keys: Keys,
+}
+
+impl World {
+    fn new() -> Self {
+        World {
+            state: Mem::default(),
+            redis: Redis::default(),
+            keys: Keys::new("p:"),
+        }
+    }
+
+    /// Applies one group and checks Redis equals the model of the state.
+    fn group(&mut self, changes: Vec<RowChange>) -> Vec<Command> {
+        let base = self.state.clone();
+        let mut overlay = Overlay::new(&base);
+        let mut out = GroupOutput::default();
+        for c in changes {
+            apply(c, &mut overlay, &self.keys, now(), &mut out).unwrap();
+        }
+        finish_group(&overlay, &self.keys, now(), &mut out).unwrap();
+        let pending = overlay.pending;
+        self.state.commit(pending);
+        self.redis.exec(&out.commands, NOW);
+        assert_eq!(
+            self.redis,
+            Redis::model_of(&self.state, &self.keys, now()),
+            "after {:?}",
+            out.commands
+        );
+        out.commands
+    }
+
+    fn hash(&self, sid: &str) -> Option<BTreeMap<String, String>> {
+        match self.redis.data.get(&self.keys.session(sid.as_bytes()))? {
+            Val::Hash(h) => Some(
+                h.iter()
+                    .map(|(k, v)| {
+                        (
+                            String::from_utf8_lossy(k).into(),
+                            String::from_utf8_lossy(v).into(),
+                        )
+                    })
+                    .collect(),
+            ),
+            _ => None,
+        }
+    }
+}
+
+use RowChange::{Delete, Insert, Update};
+
+fn upd(before: SourceRow, after: SourceRow) -> RowChange {
+    Update { before, after }
+}
+
+#[test]
+fn every_table_drives_updates_and_redis_follows_the_model() {
+    let mut w = World::new();
+    w.group(vec![
+        Insert(user(1, "a")),
+        Insert(prefs(1, Some("dark"))),
+        Insert(session("s1", 1, 3600)),
+    ]);
+    assert_eq!(w.hash("s1").unwrap()["theme"], "dark");
+    w.group(vec![
+        Insert(attr("s1", "cart", Some("[]"))),
+        Insert(attr("s1", "n", None)),
+    ]);
+    assert_eq!(w.hash("s1").unwrap()["attr_cart"], "[]");
+
+    // users and preferences fan out; NULL theme removes the field.
+    let cmds = w.group(vec![
+        upd(user(1, "a"), user(1, "b")),
+        upd(prefs(1, Some("dark")), prefs(1, None)),
+    ]);
+    assert!(cmds.iter().any(|c| matches!(c, Command::HDel { .. })));
+    assert_eq!(w.hash("s1").unwrap()["username"], "b");
+    assert!(!w.hash("s1").unwrap().contains_key("theme"));
+
+    // A plain column update is incremental: no DEL of the hash.
+    let mut s2 = session("s1", 1, 3600);
+    if let SourceRow::Session(s) = &mut s2 {
+        s.user_agent = Some(b"ua".to_vec());
+    }
+    let cmds = w.group(vec![upd(session("s1", 1, 3600), s2.clone())]);
+    assert!(
+        !cmds
+            .iter()
+            .any(|c| matches!(c, Command::Del(k) if k == b"p:session:s1")),
+        "{cmds:?}"
+    );
+
+    // Attribute renamed and moved.
+    w.group(vec![Insert(session("s2", 1, 7200))]);
+    w.group(vec![upd(
+        attr("s1", "cart", Some("[]")),
+        attr("s2", "basket", Some("[1]")),
+    )]);
+    assert!(!w.hash("s1").unwrap().contains_key("attr_cart"));
+    assert_eq!(w.hash("s2").unwrap()["attr_basket"], "[1]");
+
+    // Preferences deleted, then user deleted: cascade.
+    w.group(vec![Delete(prefs(1, None))]);
+    w.group(vec![Delete(user(1, "b"))]);
+    assert!(w.redis.data.is_empty(), "{:?}", w.redis);
+    assert!(w.state.sessions.is_empty() && w.state.attrs.is_empty());
+}
+
+#[test]
+fn session_lifecycle_expiry_moves_and_renames() {
+    let mut w = World::new();
+    w.group(vec![
+        Insert(user(1, "a")),
+        Insert(user(2, "b")),
+        Insert(prefs(2, Some("x"))),
+    ]);
+    // Inserted already expired: nothing in Redis, but attributes kept in state.
+    w.group(vec![
+        Insert(session("s", 1, -10)),
+        Insert(attr("s", "k", Some("v"))),
+    ]);
+    assert!(w.hash("s").is_none());
+    // Extended into the future: the full hash, attributes included.
+    w.group(vec![upd(session("s", 1, -10), session("s", 1, 600))]);
+    assert_eq!(w.hash("s").unwrap()["attr_k"], "v");
+    // Moved to another user: user fields, preferences and both indexes follow.
+    w.group(vec![upd(session("s", 1, 600), session("s", 2, 600))]);
+    let h = w.hash("s").unwrap();
+    assert_eq!((h["username"].as_str(), h["theme"].as_str()), ("b", "x"));
+    assert!(!w.redis.data.contains_key(&w.keys.user_index(1)));
+    // Primary key changed: old key gone, new key complete (no attributes: MySQL keeps them under the old id).
+    w.group(vec![upd(session("s", 2, 600), session("t", 2, 600))]);
+    assert!(w.hash("s").is_none());
+    assert_eq!(w.hash("t").unwrap()["username"], "b");
+    // Moved into the past: key and index member gone.
+    w.group(vec![upd(session("t", 2, 600), session("t", 2, -1))]);
+    assert!(w.redis.data.is_empty());
+    // Writes to an expired or unknown session create nothing.
+    w.group(vec![
+        Insert(attr("t", "k", Some("v"))),
+        Insert(attr("ghost", "k", Some("v"))),
+    ]);
+    assert!(w.redis.data.is_empty());
+}
+
+#[test]
+fn deleting_a_session_drops_its_data_and_index_member() {
+    let mut w = World::new();
+    w.group(vec![
+        Insert(user(1, "a")),
+        Insert(session("s1", 1, 100)),
+        Insert(session("s2", 1, 200)),
+        Insert(attr("s1", "k", Some("v"))),
+    ]);
+    w.group(vec![Delete(session("s1", 1, 100))]);
+    assert!(w.state.attrs.is_empty());
+    let Some(Val::ZSet(z)) = w.redis.data.get(&w.keys.user_index(1)) else {
+        panic!()
+    };
+    assert_eq!(z.keys().collect::<Vec<_>>(), [&b"s2".to_vec()]);
+    assert_eq!(w.redis.ttl[&w.keys.user_index(1)], NOW + 200);
+}
+
+#[test]
+fn replaying_a_group_against_its_own_result_changes_nothing() {
+    let mut w = World::new();
+    let changes = || {
+        vec![
+            Insert(user(1, "a")),
+            Insert(session("s1", 1, 100)),
+            Insert(attr("s1", "k", Some("v"))),
+            upd(user(1, "a"), user(1, "b")),
+        ]
+    };
+    w.group(changes());
+    let before = w.hash("s1");
+    w.group(changes());
+    assert_eq!(w.hash("s1"), before);
+}
