@@ -11,6 +11,7 @@ use crate::config::Config;
 use crate::error::Result;
 use crate::model::Keys;
 use crate::progress::Progress;
+use crate::replicate::StreamOptions;
 use crate::sink::RedisSink;
 use crate::snapshot::SnapshotJob;
 use crate::source::{check_settings, MySqlSource, ServerSettings};
@@ -92,7 +93,13 @@ async fn replicate(args: RunArgs, shutdown: CancellationToken) -> Result<()> {
         .run()
         .await?;
     }
-    crate::replicate::stream(&c, &state, &args, shutdown).await
+    let options = StreamOptions {
+        exit_when_caught_up: args.exit_when_caught_up,
+        resnapshot_if_needed: args.resnapshot_if_needed,
+        max_transaction_rows: args.max_transaction_rows,
+        ..StreamOptions::new(args.server_id)
+    };
+    crate::replicate::stream(&c, &state, &options, shutdown).await
 }
 
 async fn verify_command(args: VerifyArgs) -> Result<i32> {

@@ -52,6 +52,20 @@ pub enum Error {
     #[error("state store {path}: {message}")]
     State { path: PathBuf, message: String },
 
+    /// The binlog stream broke (connection lost, server restarted); retried
+    /// from the checkpoint.
+    #[error("lost the MySQL binlog stream: {0}")]
+    SourceLost(String),
+
+    /// The binlog file the checkpoint points into is gone from the server.
+    #[error(
+        "the binlog file {file} of the checkpoint is no longer on the MySQL server ({message}). \
+             The server purged it before the replicator read it, so changes since the checkpoint \
+             cannot be replayed: take a fresh snapshot with `replicator snapshot`, or run with \
+             --resnapshot-if-needed; and keep binlogs longer (binlog_expire_logs_seconds)"
+    )]
+    BinlogUnavailable { file: String, message: String },
+
     /// Work stopped by a shutdown request before it completed.
     #[error("{0}")]
     Interrupted(String),
@@ -65,6 +79,30 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
+    /// Whether retrying the same work later may succeed: a lost connection,
+    /// a server restarting, a timeout. The one place that decides what is
+    /// retried; everything else stops the replicator with its message.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Error::SourceLost(_) | Error::MysqlConnect { .. } => true,
+            Error::Mysql { source, .. } => matches!(source, mysql_async::Error::Io(_)),
+            Error::Redis { source, .. } | Error::RedisConnect { source, .. } => {
+                use redis::ErrorKind;
+                source.is_io_error()
+                    || source.is_connection_dropped()
+                    || source.is_connection_refusal()
+                    || source.is_timeout()
+                    || matches!(
+                        source.kind(),
+                        ErrorKind::Server(
+                            redis::ServerErrorKind::BusyLoading | redis::ServerErrorKind::TryAgain
+                        )
+                    )
+            }
+            _ => false,
+        }
+    }
+
     pub(crate) fn mysql(context: impl Into<String>, source: mysql_async::Error) -> Self {
         Error::Mysql {
             context: context.into(),

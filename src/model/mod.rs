@@ -12,7 +12,7 @@ mod keys;
 mod rows;
 mod session;
 mod timestamp;
-mod view;
+pub mod view;
 
 pub use apply::{apply, finish_group, GroupOutput};
 pub use change::{RowChange, SourceRow};

@@ -72,6 +72,31 @@ impl RedisSink {
             .map_err(|e| Error::redis("writing a batch", e))
     }
 
+    /// Writes the commands as one `MULTI`/`EXEC` and reports, from inside the
+    /// same transaction, whether the namespace's `marker` key exists: when it
+    /// does not, Redis lost the namespace (a restart without persistence, a
+    /// flush) and it must be rebuilt.
+    pub async fn write_checked(&self, commands: &[Command], marker: &[u8]) -> Result<bool> {
+        let mut pipe = pipeline(commands, true);
+        pipe.cmd("EXISTS").arg(marker);
+        let mut conn = self.conn.clone();
+        let (exists,): (bool,) = pipe
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| Error::redis("writing a group of transactions", e))?;
+        Ok(exists)
+    }
+
+    /// The value of a string key.
+    pub async fn get(&self, key: &[u8]) -> Result<Option<Bytes>> {
+        let mut conn = self.conn.clone();
+        redis::cmd("GET")
+            .arg(key)
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| Error::redis("reading the namespace marker", e))
+    }
+
     /// One page of `SCAN cursor MATCH pattern`: the next cursor (0 at the
     /// end) and the keys. A key may be reported more than once.
     pub async fn scan_page(&self, pattern: &[u8], cursor: u64) -> Result<(u64, Vec<Bytes>)> {

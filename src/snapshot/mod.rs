@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-pub use materialize::{materialize, Materialized};
+pub use materialize::{materialize, remove_stale, Materialized};
 
 use crate::error::{Error, Result};
 use crate::model::{Command, Keys, Timestamp};
@@ -114,6 +114,7 @@ impl SnapshotJob<'_> {
             position: position.clone(),
             snapshot,
             committed_at: Timestamp::now().micros() / 1_000_000,
+            skip_rows: 0,
         };
         self.state.commit(self.state.batch(), &checkpoint)?;
         let report = SnapshotReport {

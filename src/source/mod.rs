@@ -1,6 +1,7 @@
 //! The MySQL side: connections, the prerequisite check, the consistent
 //! snapshot read and (later) the binlog stream, on one `mysql_async` stack.
 
+mod binlog;
 mod decode;
 mod prereq;
 mod read;
@@ -9,11 +10,13 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts, OptsBuilder};
 
 pub use crate::model::{RowChange, SourceRow};
+pub use binlog::{BinlogReader, Piece, HEARTBEAT};
 pub use prereq::{check_settings, ServerSettings, TABLES};
 pub use read::{ConsistentRead, TableRows};
 
 use crate::config::redact_url;
 use crate::error::{Error, Result};
+use crate::position::BinlogPosition;
 
 /// The source database and how to reach it.
 #[derive(Clone)]
@@ -62,6 +65,14 @@ impl MySqlSource {
                 url: self.redacted_url.clone(),
                 source,
             })
+    }
+
+    /// The server's current binlog position (the end of its binlog).
+    pub async fn current_position(&self) -> Result<BinlogPosition> {
+        let mut conn = self.connect().await?;
+        let position = read::binary_log_status(&mut conn).await;
+        let _ = conn.disconnect().await;
+        position
     }
 
     /// Reads the settings the replicator depends on.

@@ -156,26 +156,7 @@ impl ConsistentRead {
         conn.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT")
             .await
             .map_err(|e| Error::mysql("opening the consistent snapshot", e))?;
-        // MySQL 8.4 renamed SHOW MASTER STATUS; try the new name first.
-        let row: Option<Row> = match conn.query_first("SHOW BINARY LOG STATUS").await {
-            Ok(row) => row,
-            Err(_) => conn
-                .query_first("SHOW MASTER STATUS")
-                .await
-                .map_err(|e| Error::mysql("reading the binary log status", e))?,
-        };
-        let row = row.ok_or_else(|| {
-            Error::Prerequisite("the server reports no binary log status: enable log_bin".into())
-        })?;
-        let file: Option<String> = row.get("File");
-        let offset: Option<u64> = row.get("Position");
-        let gtid: Option<String> = row.get_opt("Executed_Gtid_Set").and_then(|r| r.ok());
-        match (file, offset) {
-            (Some(file), Some(offset)) => Ok(BinlogPosition::new(file, offset).with_gtid(gtid)),
-            _ => Err(Error::Prerequisite(
-                "the binary log status has no File/Position: enable log_bin".into(),
-            )),
-        }
+        binary_log_status(conn).await
     }
 
     /// The server's estimate of a table's row count, for progress reporting.
@@ -239,5 +220,29 @@ impl ConsistentRead {
             .map_err(|e| Error::mysql("ending the snapshot transaction", e))?;
         let _ = self.conn.disconnect().await;
         Ok(())
+    }
+}
+
+/// `SHOW BINARY LOG STATUS` (MySQL 8.4+) or `SHOW MASTER STATUS` (MariaDB,
+/// MySQL before 8.4): the end of the server's binlog.
+pub(super) async fn binary_log_status(conn: &mut Conn) -> Result<BinlogPosition> {
+    let row: Option<Row> = match conn.query_first("SHOW BINARY LOG STATUS").await {
+        Ok(row) => row,
+        Err(_) => conn
+            .query_first("SHOW MASTER STATUS")
+            .await
+            .map_err(|e| Error::mysql("reading the binary log status", e))?,
+    };
+    let row = row.ok_or_else(|| {
+        Error::Prerequisite("the server reports no binary log status: enable log_bin".into())
+    })?;
+    let file: Option<String> = row.get("File");
+    let offset: Option<u64> = row.get("Position");
+    let gtid: Option<String> = row.get_opt("Executed_Gtid_Set").and_then(|r| r.ok());
+    match (file, offset) {
+        (Some(file), Some(offset)) => Ok(BinlogPosition::new(file, offset).with_gtid(gtid)),
+        _ => Err(Error::Prerequisite(
+            "the binary log status has no File/Position: enable log_bin".into(),
+        )),
     }
 }

@@ -20,8 +20,12 @@ pub struct SnapshotInfo {
 /// The committed progress of the replicator. Exists only after a complete snapshot.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Checkpoint {
-    /// The state describes the source as of this position.
+    /// The state describes the source as of this position...
     pub position: BinlogPosition,
+    /// ...plus this many row changes of the transaction that starts there
+    /// (non-zero only inside a transaction applied in several steps).
+    #[serde(default)]
+    pub skip_rows: u64,
     pub snapshot: SnapshotInfo,
     /// Unix seconds of the commit.
     pub committed_at: i64,

@@ -20,7 +20,8 @@ use serde::Serialize;
 pub use checkpoint::{Checkpoint, SnapshotInfo};
 
 use crate::error::{Error, Result};
-use crate::model::{Attribute, Bytes, Preferences, Session, User};
+use crate::model::view::Pending;
+use crate::model::{Attribute, Bytes, Preferences, Session, StateView, User};
 
 /// A handle on the state directory. Cheap to clone.
 #[derive(Clone)]
@@ -194,12 +195,74 @@ impl StateStore {
     }
 }
 
+impl StateView for StateStore {
+    fn user(&self, user_id: i64) -> Result<Option<User>> {
+        StateStore::user(self, user_id)
+    }
+
+    fn preferences(&self, user_id: i64) -> Result<Option<Preferences>> {
+        StateStore::preferences(self, user_id)
+    }
+
+    fn session(&self, session_id: &[u8]) -> Result<Option<Session>> {
+        StateStore::session(self, session_id)
+    }
+
+    fn attributes(&self, session_id: &[u8]) -> Result<Vec<Attribute>> {
+        StateStore::attributes(self, session_id)
+    }
+
+    fn sessions_of_user(&self, user_id: i64) -> Result<Vec<Bytes>> {
+        StateStore::sessions_of_user(self, user_id)
+    }
+}
+
 /// Row writes to apply to the state in one atomic write.
 pub struct StateBatch {
     batch: WriteBatch,
 }
 
 impl StateBatch {
+    /// The writes of a group's overlay.
+    pub fn from_pending(pending: Pending) -> Self {
+        let mut b = StateBatch {
+            batch: WriteBatch::default(),
+        };
+        for (user_id, row) in pending.users {
+            match row {
+                Some(u) => b.put_user(&u),
+                None => b.delete_user(user_id),
+            }
+        }
+        for (user_id, row) in pending.preferences {
+            match row {
+                Some(p) => b.put_preferences(&p),
+                None => b.delete_preferences(user_id),
+            }
+        }
+        for (session_id, row) in pending.sessions {
+            match row {
+                Some(s) => b.batch.put(keys::session(&session_id), encode(&s)),
+                None => b.batch.delete(keys::session(&session_id)),
+            }
+        }
+        for ((session_id, key), row) in pending.attributes {
+            match row {
+                Some(a) => b.put_attribute(&a),
+                None => b.delete_attribute(&session_id, &key),
+            }
+        }
+        for ((user_id, session_id), present) in pending.index {
+            let key = keys::index(user_id, &session_id);
+            if present {
+                b.batch.put(key, []);
+            } else {
+                b.batch.delete(key);
+            }
+        }
+        b
+    }
+
     pub fn put_user(&mut self, user: &User) {
         self.batch.put(keys::user(user.user_id), encode(user));
     }

@@ -65,6 +65,7 @@ fn rows_index_and_checkpoint_round_trip() {
             position,
         },
         committed_at: 2,
+        skip_rows: 0,
     };
     store.commit(batch, &checkpoint).unwrap();
 

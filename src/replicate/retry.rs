@@ -1,0 +1,85 @@
+//! Backoff between attempts, and incidents logged once rather than once
+//! per attempt.
+
+use std::time::{Duration, Instant};
+
+/// Exponential backoff from 100 ms to 5 s.
+pub struct Backoff {
+    next: Duration,
+}
+
+impl Backoff {
+    const FIRST: Duration = Duration::from_millis(100);
+    const MAX: Duration = Duration::from_secs(5);
+
+    pub fn new() -> Self {
+        Backoff { next: Self::FIRST }
+    }
+
+    /// The delay before the next attempt; each call doubles the next one.
+    pub fn delay(&mut self) -> Duration {
+        let d = self.next;
+        self.next = (self.next * 2).min(Self::MAX);
+        d
+    }
+
+    pub fn reset(&mut self) {
+        self.next = Self::FIRST;
+    }
+}
+
+/// An outage of one dependency: logged when it starts and when it ends.
+pub struct Incident {
+    what: &'static str,
+    since: Option<Instant>,
+    attempts: u64,
+}
+
+impl Incident {
+    pub fn new(what: &'static str) -> Self {
+        Incident {
+            what,
+            since: None,
+            attempts: 0,
+        }
+    }
+
+    /// An attempt failed; logs only the first failure of the incident.
+    pub fn failed(&mut self, reason: &dyn std::fmt::Display, position: &dyn std::fmt::Display) {
+        self.attempts += 1;
+        if self.since.is_none() {
+            self.since = Some(Instant::now());
+            tracing::warn!(
+                "{} unavailable: {reason}. Retrying with backoff; the checkpoint stays at {position}",
+                self.what
+            );
+        }
+    }
+
+    /// An attempt succeeded; logs the end of the incident, if there was one.
+    pub fn recovered(&mut self) {
+        if let Some(since) = self.since.take() {
+            tracing::info!(
+                "{} is back after {:.1}s and {} failed attempts",
+                self.what,
+                since.elapsed().as_secs_f64(),
+                self.attempts
+            );
+            self.attempts = 0;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap_and_resets() {
+        let mut b = Backoff::new();
+        let delays: Vec<_> = (0..8).map(|_| b.delay().as_millis()).collect();
+        assert_eq!(delays, [100, 200, 400, 800, 1600, 3200, 5000, 5000]);
+        b.reset();
+        assert_eq!(b.delay().as_millis(), 100);
+    }
+}
