@@ -361,22 +361,23 @@ fn decode_row(table: TableRows, row: BinlogRow, names: Option<&[String]>) -> Res
         let value = values
             .get_mut(index)
             .map(|v| std::mem::replace(v, BinlogValue::Value(Value::NULL)));
-        let value =
-            match value {
-                Some(BinlogValue::Value(v)) => v,
-                Some(other) => {
-                    return Err(Error::decode(
-                        table.table(),
-                        format!("column `{wanted}` holds an unexpected value {other:?}"),
-                    ))
-                }
-                None => return Err(Error::decode(
+        let value = match value {
+            Some(BinlogValue::Value(v)) => v,
+            Some(other) => {
+                return Err(Error::decode(
+                    table.table(),
+                    format!("column `{wanted}` holds an unexpected value {other:?}"),
+                ))
+            }
+            None => {
+                return Err(Error::decode(
                     table.table(),
                     format!(
                         "the binlog row image lacks column `{wanted}`: set binlog_row_image=FULL"
                     ),
-                )),
-            };
+                ))
+            }
+        };
         picked.push(value);
     }
     table.decode(picked)

@@ -49,6 +49,8 @@ pub struct TestDb {
     pub name: String,
     pub prefix: String,
     pub state_dir: PathBuf,
+    /// Replica server id, unique among concurrent tests.
+    pub server_id: u32,
     pool: mysql_async::Pool,
     redis: redis::aio::MultiplexedConnection,
 }
@@ -98,6 +100,7 @@ impl TestDb {
         let state_dir = std::env::temp_dir().join(format!("replicator-test-{name}"));
         let _ = std::fs::remove_dir_all(&state_dir);
         TestDb {
+            server_id: 100_000 + (std::process::id() % 20_000) * 100 + n,
             prefix: format!("{name}:"),
             pool: admin_pool(Some(&name)).await,
             name,
@@ -139,6 +142,7 @@ impl TestDb {
             .env("REDIS_URL", redis_url())
             .env("KEY_PREFIX", &self.prefix)
             .env("STATE_DIR", &self.state_dir)
+            .env("SERVER_ID", self.server_id.to_string())
             .env("RUST_LOG", "info")
             .kill_on_drop(true);
         cmd
@@ -163,6 +167,22 @@ impl TestDb {
             String::from_utf8_lossy(&out.stderr)
         );
         out
+    }
+
+    /// `run --exit-when-caught-up`: applies everything committed so far.
+    pub async fn catch_up(&self) -> Output {
+        self.run_ok(&["run", "--exit-when-caught-up"]).await
+    }
+
+    /// `verify` reports a match.
+    pub async fn assert_verified(&self) {
+        let out = self.run(&["verify"]).await;
+        assert!(
+            out.status.success(),
+            "verify: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     pub fn key(&self, suffix: &str) -> String {
