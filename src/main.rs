@@ -1,6 +1,7 @@
 //! The `replicator` binary: parses arguments, sets up logging and signals,
 //! and hands over to the library.
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;

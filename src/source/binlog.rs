@@ -62,7 +62,8 @@ struct OpenTx {
     changes: Vec<RowChange>,
     /// Row changes of this transaction seen so far (handed out or skipped).
     seen: u64,
-    /// MariaDB: a standalone statement ends at its query event.
+    /// A single statement (DDL) that ends at its query event, with no
+    /// BEGIN/COMMIT around it.
     standalone: bool,
     gtid: Option<(u32, String)>,
 }
@@ -166,9 +167,8 @@ impl BinlogReader {
                 let seq = u64::from_le_bytes(data[0..8].try_into().unwrap_or_default());
                 let domain = u32::from_le_bytes(data[8..12].try_into().unwrap_or_default());
                 let gtid = format!("{domain}-{}-{seq}", header.server_id());
-                self.begin(start);
+                self.begin(start, data[12] & MARIADB_FL_STANDALONE != 0);
                 if let Some(tx) = self.tx.as_mut() {
-                    tx.standalone = data[12] & MARIADB_FL_STANDALONE != 0;
                     tx.gtid = Some((domain, gtid));
                 }
             }
@@ -197,7 +197,10 @@ impl BinlogReader {
                     let text = query.query();
                     let verb = text.trim().to_ascii_uppercase();
                     if verb == "BEGIN" {
-                        self.begin(start);
+                        self.begin(start, false);
+                        if let Some(tx) = self.tx.as_mut() {
+                            tx.standalone = false;
+                        }
                     } else if verb == "COMMIT" {
                         committed = true;
                     } else if verb == "ROLLBACK" {
@@ -209,6 +212,9 @@ impl BinlogReader {
                         committed = self.tx.is_some();
                     }
                 }
+                // MySQL: a GTID event opens what is either a transaction
+                // (BEGIN follows) or a single statement.
+                Some(EventData::GtidEvent(_) | EventData::AnonymousGtidEvent(_)) => self.begin(start, true),
                 Some(EventData::XidEvent(_)) => committed = true,
                 // A heartbeat's position is the server's, not ours to take.
                 Some(EventData::HeartbeatEvent) => return Ok(self.progress(0)),
@@ -239,13 +245,15 @@ impl BinlogReader {
         Ok(self.progress(header.timestamp()))
     }
 
-    fn begin(&mut self, start: BinlogPosition) {
+    /// Opens a transaction at `start`, unless one is open. A `standalone`
+    /// one is a single statement that ends with its query event.
+    fn begin(&mut self, start: BinlogPosition, standalone: bool) {
         if self.tx.is_none() {
             self.tx = Some(OpenTx {
                 start,
                 changes: Vec::new(),
                 seen: 0,
-                standalone: false,
+                standalone,
                 gtid: None,
             });
         }
