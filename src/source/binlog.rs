@@ -214,7 +214,9 @@ impl BinlogReader {
                 }
                 // MySQL: a GTID event opens what is either a transaction
                 // (BEGIN follows) or a single statement.
-                Some(EventData::GtidEvent(_) | EventData::AnonymousGtidEvent(_)) => self.begin(start, true),
+                Some(EventData::GtidEvent(_) | EventData::AnonymousGtidEvent(_)) => {
+                    self.begin(start, true)
+                }
                 Some(EventData::XidEvent(_)) => committed = true,
                 // A heartbeat's position is the server's, not ours to take.
                 Some(EventData::HeartbeatEvent) => return Ok(self.progress(0)),
