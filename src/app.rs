@@ -8,7 +8,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cli::{Command, RunArgs, SnapshotArgs, StatusArgs, VerifyArgs};
 use crate::config::Config;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::model::Keys;
 use crate::progress::Progress;
 use crate::replicate::StreamOptions;
@@ -42,12 +42,17 @@ pub struct Connected {
 
 /// The prerequisite check, leaving connections ready for work.
 pub async fn connect(config: &Config) -> Result<Connected> {
-    let source = MySqlSource::new(&config.mysql_url, config.database()?)?;
+    let source = MySqlSource::new(
+        &config.mysql_url,
+        config.database()?,
+        config.mysql_ssl_mode,
+        config.mysql_ssl_ca.as_deref(),
+    )?;
     let mut conn = source.connect().await?;
     let settings = source.settings(&mut conn).await?;
     let _ = conn.disconnect().await;
     check_settings(&settings)?;
-    let sink = RedisSink::connect(&config.redis_url).await?;
+    let sink = RedisSink::connect(&config.redis_url, config.redis_ca.as_deref()).await?;
     Ok(Connected {
         source,
         settings,
@@ -56,10 +61,27 @@ pub async fn connect(config: &Config) -> Result<Connected> {
     })
 }
 
+/// Opens the state directory, refusing one that holds another database's state.
+fn open_state(config: &Config, c: &Connected) -> Result<StateStore> {
+    let state = StateStore::open(config.state_dir()?)?;
+    if let Some(cp) = state.checkpoint()? {
+        if cp.snapshot.database != c.source.database() {
+            return Err(Error::Config(format!(
+                "STATE_DIR {} holds the state of database `{}`, not `{}`: give each source database \
+                 its own STATE_DIR (or delete this one to start over with a snapshot)",
+                state.path().display(),
+                cp.snapshot.database,
+                c.source.database()
+            )));
+        }
+    }
+    Ok(state)
+}
+
 async fn snapshot(args: SnapshotArgs, shutdown: CancellationToken) -> Result<()> {
     let config = args.connection.config(Some(args.state.state_dir));
     let c = connect(&config).await?;
-    let state = StateStore::open(config.state_dir()?)?;
+    let state = open_state(&config, &c)?;
     let (_, report) = SnapshotJob {
         source: &c.source,
         flavor: c.settings.flavor,
@@ -78,7 +100,19 @@ async fn snapshot(args: SnapshotArgs, shutdown: CancellationToken) -> Result<()>
 async fn replicate(args: RunArgs, shutdown: CancellationToken) -> Result<()> {
     let config = args.connection.config(Some(args.state.state_dir.clone()));
     let c = connect(&config).await?;
-    let state = StateStore::open(config.state_dir()?)?;
+    if args.server_id == 0 || args.server_id == c.settings.server_id {
+        return Err(Error::Config(format!(
+            "SERVER_ID {} cannot be used: {}. Give the replicator a server id of its own, \
+             unique among the source's replicas (--server-id or SERVER_ID)",
+            args.server_id,
+            if args.server_id == 0 {
+                "0 is not a valid replica id".to_string()
+            } else {
+                "it is the MySQL server's own server_id".to_string()
+            }
+        )));
+    }
+    let state = open_state(&config, &c)?;
     if state.checkpoint()?.is_none() {
         tracing::info!("no checkpoint in the state directory: taking a snapshot first");
         SnapshotJob {

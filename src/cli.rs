@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::config::Config;
+use crate::config::{Config, SslMode};
 
 /// Keeps a Redis session model in sync with a MySQL/MariaDB user-session database.
 #[derive(Debug, Parser)]
@@ -46,9 +46,21 @@ pub struct ConnectionArgs {
     #[arg(long, env = "MYSQL_URL", hide_env_values = true)]
     pub mysql_url: String,
 
+    /// TLS to MySQL.
+    #[arg(long, env = "MYSQL_SSL_MODE", value_enum, default_value_t = SslMode::Preferred)]
+    pub mysql_ssl_mode: SslMode,
+
+    /// PEM file of the CA that signed the MySQL server's certificate (verify-ca, verify-identity).
+    #[arg(long, env = "MYSQL_SSL_CA")]
+    pub mysql_ssl_ca: Option<PathBuf>,
+
     /// Target Redis: redis://[:password@]host:port[/db] or rediss:// for TLS.
     #[arg(long, env = "REDIS_URL", hide_env_values = true)]
     pub redis_url: String,
+
+    /// PEM file of the CA that signed the Redis server's certificate (rediss://).
+    #[arg(long, env = "REDIS_CA")]
+    pub redis_ca: Option<PathBuf>,
 
     /// Prefix of every Redis key the replicator writes.
     #[arg(long, env = "KEY_PREFIX", default_value = "")]
@@ -134,6 +146,9 @@ impl ConnectionArgs {
     pub fn config(&self, state_dir: Option<PathBuf>) -> Config {
         Config {
             mysql_url: self.mysql_url.clone(),
+            mysql_ssl_mode: self.mysql_ssl_mode,
+            mysql_ssl_ca: self.mysql_ssl_ca.clone(),
+            redis_ca: self.redis_ca.clone(),
             redis_url: self.redis_url.clone(),
             key_prefix: self.key_prefix.clone(),
             state_dir,

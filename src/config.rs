@@ -4,11 +4,32 @@ use std::path::PathBuf;
 
 use crate::error::{Error, Result};
 
+/// TLS to MySQL, with the modes of the MySQL clients.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum SslMode {
+    /// Never TLS.
+    Disabled,
+    /// TLS when the server offers it, without checking its certificate.
+    #[default]
+    Preferred,
+    /// TLS or no connection, without checking the certificate.
+    Required,
+    /// TLS with a certificate signed by the CA (`--mysql-ssl-ca` or the system's roots).
+    VerifyCa,
+    /// As verify-ca, and the certificate must name the host.
+    VerifyIdentity,
+}
+
 /// Where to read from and write to.
 #[derive(Clone, Debug)]
 pub struct Config {
     /// `mysql://user:pass@host:port/db`
     pub mysql_url: String,
+    pub mysql_ssl_mode: SslMode,
+    /// PEM file of the CA that signed the MySQL server's certificate.
+    pub mysql_ssl_ca: Option<PathBuf>,
+    /// PEM file of the CA that signed the Redis server's certificate (`rediss://`).
+    pub redis_ca: Option<PathBuf>,
     /// `redis://` or `rediss://`
     pub redis_url: String,
     /// Prefix of every Redis key the replicator owns.
@@ -97,6 +118,9 @@ mod tests {
     fn database_comes_from_the_path() {
         let mut c = Config {
             mysql_url: "mysql://u:p@h:1/my%2Ddb".into(),
+            mysql_ssl_mode: SslMode::default(),
+            mysql_ssl_ca: None,
+            redis_ca: None,
             redis_url: String::new(),
             key_prefix: String::new(),
             state_dir: None,

@@ -75,6 +75,10 @@ pub enum Error {
     Decode { table: &'static str, reason: String },
 }
 
+/// Server errors that mean a missing privilege: specific access denied,
+/// table access denied, database access denied.
+const MISSING_PRIVILEGE: [u16; 3] = [1227, 1142, 1044];
+
 /// The library's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -103,10 +107,20 @@ impl Error {
         }
     }
 
+    /// A failed MySQL statement; a missing privilege becomes a prerequisite
+    /// error that names it.
     pub(crate) fn mysql(context: impl Into<String>, source: mysql_async::Error) -> Self {
-        Error::Mysql {
-            context: context.into(),
-            source,
+        let context = context.into();
+        match &source {
+            mysql_async::Error::Server(e) if MISSING_PRIVILEGE.contains(&e.code) => {
+                Error::Prerequisite(format!(
+                    "the MySQL account lacks a privilege ({context}): {}. Grant what sql/grants.sql \
+                     lists: SELECT on the database, REPLICATION SLAVE and REPLICATION CLIENT \
+                     (BINLOG MONITOR on MariaDB), and RELOAD on MySQL 8",
+                    e.message
+                ))
+            }
+            _ => Error::Mysql { context, source },
         }
     }
 

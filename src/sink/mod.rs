@@ -7,6 +7,7 @@
 
 mod encode;
 
+use std::path::Path;
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -29,16 +30,32 @@ pub struct RedisSink {
 impl RedisSink {
     /// Connects and checks with `PING` that the server answers (and that the
     /// credentials are accepted).
-    pub async fn connect(url: &str) -> Result<Self> {
+    /// `ca`: PEM file of the CA of the server's certificate, for `rediss://`.
+    pub async fn connect(url: &str, ca: Option<&Path>) -> Result<Self> {
         let redacted_url = redact_url(url);
         let connect_err = |source| Error::RedisConnect {
             url: redacted_url.clone(),
             source,
         };
-        let client = Client::open(url).map_err(connect_err)?;
+        let client = match ca {
+            None => Client::open(url).map_err(connect_err)?,
+            Some(ca) => {
+                let root_cert = std::fs::read(ca).map_err(|e| {
+                    Error::Config(format!(
+                        "cannot read the Redis CA file {}: {e}",
+                        ca.display()
+                    ))
+                })?;
+                let certs = redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(root_cert),
+                };
+                Client::build_with_tls(url, certs).map_err(connect_err)?
+            }
+        };
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(5)))
-            .set_response_timeout(Some(Duration::from_secs(30)))
+            .set_response_timeout(Some(Duration::from_secs(10)))
             .set_number_of_retries(2);
         let mut conn = ConnectionManager::new_with_config(client, config)
             .await

@@ -111,7 +111,7 @@ pub fn preferences(row: Vec<Value>) -> Result<SourceRow> {
 
 pub fn session(row: Vec<Value>) -> Result<SourceRow> {
     let mut c = Columns::new("user_sessions", row);
-    Ok(SourceRow::Session(Session {
+    let session = Session {
         session_id: c.required_bytes("session_id")?,
         user_id: c.int("user_id")?,
         ip_address: c.bytes("ip_address")?,
@@ -119,7 +119,14 @@ pub fn session(row: Vec<Value>) -> Result<SourceRow> {
         created_at: c.unix_timestamp("created_at")?,
         expires_at: c.unix_timestamp("expires_at")?,
         last_activity_at: c.unix_timestamp("last_activity_at")?,
-    }))
+    };
+    if session.expires_at.is_none() {
+        tracing::warn!(
+            session_id = %String::from_utf8_lossy(&session.session_id),
+            "user_sessions.expires_at is a zero or unreadable date: the session is treated as expired"
+        );
+    }
+    Ok(SourceRow::Session(session))
 }
 
 pub fn attribute(row: Vec<Value>) -> Result<SourceRow> {

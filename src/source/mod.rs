@@ -7,14 +7,16 @@ mod prereq;
 mod read;
 
 use mysql_async::prelude::Queryable;
-use mysql_async::{Conn, Opts, OptsBuilder};
+use std::path::Path;
+
+use mysql_async::{Conn, DriverError, Opts, OptsBuilder, SslOpts};
 
 pub use crate::model::{RowChange, SourceRow};
 pub use binlog::{BinlogReader, Piece, HEARTBEAT};
 pub use prereq::{check_settings, ServerSettings, TABLES};
 pub use read::{ConsistentRead, TableRows};
 
-use crate::config::redact_url;
+use crate::config::{redact_url, SslMode};
 use crate::error::{Error, Result};
 use crate::position::BinlogPosition;
 
@@ -22,6 +24,8 @@ use crate::position::BinlogPosition;
 #[derive(Clone)]
 pub struct MySqlSource {
     opts: Opts,
+    /// Without TLS: the fallback of `preferred` when the server has none.
+    plain: Option<Opts>,
     database: String,
     redacted_url: String,
 }
@@ -35,15 +39,45 @@ pub enum Flavor {
 }
 
 impl MySqlSource {
-    pub fn new(url: &str, database: String) -> Result<Self> {
+    /// The source at `url`, with TLS as `ssl_mode` says (`ssl_ca`: the PEM
+    /// file of the CA that signed the server's certificate).
+    pub fn new(
+        url: &str,
+        database: String,
+        ssl_mode: SslMode,
+        ssl_ca: Option<&Path>,
+    ) -> Result<Self> {
         let redacted_url = redact_url(url);
         let opts = Opts::from_url(url)
             .map_err(|e| Error::Config(format!("MYSQL_URL `{redacted_url}` is not valid: {e}")))?;
-        let opts = OptsBuilder::from_opts(opts)
+        let plain = OptsBuilder::from_opts(opts)
             .prefer_socket(false)
             .init(vec!["SET time_zone = '+00:00'", "SET NAMES utf8mb4"]);
+        let tls = match ssl_mode {
+            SslMode::Disabled => None,
+            SslMode::Preferred | SslMode::Required => Some(
+                SslOpts::default()
+                    .with_danger_accept_invalid_certs(true)
+                    .with_danger_skip_domain_validation(true),
+            ),
+            SslMode::VerifyCa => Some(SslOpts::default().with_danger_skip_domain_validation(true)),
+            SslMode::VerifyIdentity => Some(SslOpts::default()),
+        };
+        let tls = tls.map(|t| match ssl_ca {
+            Some(ca) => t.with_root_certs(vec![ca.to_owned().into()]),
+            None => t,
+        });
+        let (opts, plain) = match tls {
+            None => (plain.into(), None),
+            Some(tls) => {
+                let with_tls = plain.clone().ssl_opts(tls).into();
+                let fallback = (ssl_mode == SslMode::Preferred).then(|| plain.into());
+                (with_tls, fallback)
+            }
+        };
         Ok(MySqlSource {
-            opts: opts.into(),
+            opts,
+            plain,
             database,
             redacted_url,
         })
@@ -59,12 +93,21 @@ impl MySqlSource {
 
     /// A new connection, in UTC and utf8mb4.
     pub async fn connect(&self) -> Result<Conn> {
-        Conn::new(self.opts.clone())
-            .await
-            .map_err(|source| Error::MysqlConnect {
-                url: self.redacted_url.clone(),
-                source,
-            })
+        let connected = match Conn::new(self.opts.clone()).await {
+            Err(mysql_async::Error::Driver(DriverError::NoClientSslFlagFromServer))
+                if self.plain.is_some() =>
+            {
+                tracing::debug!(
+                    "the MySQL server offers no TLS: connecting without (ssl mode preferred)"
+                );
+                Conn::new(self.plain.clone().expect("checked")).await
+            }
+            other => other,
+        };
+        connected.map_err(|source| Error::MysqlConnect {
+            url: self.redacted_url.clone(),
+            source,
+        })
     }
 
     /// The server's current binlog position (the end of its binlog).
@@ -94,6 +137,23 @@ impl MySqlSource {
             )
             .await
             .map_err(|e| Error::mysql("listing tables", e))?;
+        if tables.is_empty() {
+            let visible: Option<u64> = conn
+                .exec_first(
+                    "SELECT COUNT(*) FROM information_schema.schemata WHERE schema_name = ?",
+                    (&self.database,),
+                )
+                .await
+                .map_err(|e| Error::mysql("looking up the database", e))?;
+            if visible == Some(0) {
+                return Err(Error::Prerequisite(format!(
+                    "database `{db}` does not exist, or the MySQL account has no privilege on it: \
+                     check the database in MYSQL_URL, and GRANT SELECT ON `{db}`.* to the account \
+                     (see sql/grants.sql)",
+                    db = self.database
+                )));
+            }
+        }
         Ok(ServerSettings {
             flavor: if version.to_ascii_lowercase().contains("mariadb") {
                 Flavor::MariaDb

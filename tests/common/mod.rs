@@ -18,20 +18,36 @@ pub const DEFAULT_MYSQL_URL: &str =
     "mysql://replicator:replicator-local-only@127.0.0.1:13306/sessions";
 pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:16379/0";
 
-pub fn admin_url() -> String {
-    std::env::var("MYSQL_ADMIN_URL").unwrap_or_else(|_| DEFAULT_ADMIN_URL.into())
+pub mod servers;
+
+/// Where a test's MariaDB and Redis are.
+#[derive(Clone, Debug)]
+pub struct Servers {
+    /// An account with every privilege, for the test's own SQL.
+    pub admin_url: String,
+    /// The replicator's least-privilege account (any database in the path).
+    pub mysql_url: String,
+    pub redis_url: String,
 }
 
-pub fn redis_url() -> String {
-    std::env::var("REDIS_URL").unwrap_or_else(|_| DEFAULT_REDIS_URL.into())
-}
+impl Servers {
+    /// The servers of `scripts/services start`.
+    pub fn shared() -> Servers {
+        let var =
+            |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.into());
+        Servers {
+            admin_url: var("MYSQL_ADMIN_URL", DEFAULT_ADMIN_URL),
+            mysql_url: var("MYSQL_URL", DEFAULT_MYSQL_URL),
+            redis_url: var("REDIS_URL", DEFAULT_REDIS_URL),
+        }
+    }
 
-/// The replicator account's URL with the database replaced.
-pub fn replicator_url(database: &str) -> String {
-    let base = std::env::var("MYSQL_URL").unwrap_or_else(|_| DEFAULT_MYSQL_URL.into());
-    let mut url = url::Url::parse(&base).expect("MYSQL_URL is a URL");
-    url.set_path(&format!("/{database}"));
-    url.to_string()
+    /// The replicator account's URL with the database replaced.
+    pub fn replicator_url(&self, database: &str) -> String {
+        let mut url = url::Url::parse(&self.mysql_url).expect("MYSQL_URL is a URL");
+        url.set_path(&format!("/{database}"));
+        url.to_string()
+    }
 }
 
 pub fn schema_sql() -> String {
@@ -51,12 +67,13 @@ pub struct TestDb {
     pub state_dir: PathBuf,
     /// Replica server id, unique among concurrent tests.
     pub server_id: u32,
+    pub servers: Servers,
     pool: mysql_async::Pool,
     redis: redis::aio::MultiplexedConnection,
 }
 
-async fn admin_pool(database: Option<&str>) -> mysql_async::Pool {
-    let opts = mysql_async::Opts::from_url(&admin_url()).expect("MYSQL_ADMIN_URL");
+async fn admin_pool(admin_url: &str, database: Option<&str>) -> mysql_async::Pool {
+    let opts = mysql_async::Opts::from_url(admin_url).expect("MYSQL_ADMIN_URL");
     let opts = mysql_async::OptsBuilder::from_opts(opts)
         .db_name(database)
         .init(vec!["SET time_zone = '+00:00'", "SET NAMES utf8mb4"]);
@@ -64,22 +81,31 @@ async fn admin_pool(database: Option<&str>) -> mysql_async::Pool {
 }
 
 impl TestDb {
-    /// A fresh database with the schema loaded.
+    /// A fresh database with the schema loaded, on the shared servers.
     pub async fn new(test: &str) -> TestDb {
-        let db = Self::empty(test).await;
+        Self::on(Servers::shared(), test).await
+    }
+
+    /// A fresh database with the schema loaded, on the given servers.
+    pub async fn on(servers: Servers, test: &str) -> TestDb {
+        let db = Self::empty_on(servers, test).await;
         db.sql(&schema_sql()).await;
         db
     }
 
     /// A fresh database with no tables.
     pub async fn empty(test: &str) -> TestDb {
+        Self::empty_on(Servers::shared(), test).await
+    }
+
+    async fn empty_on(servers: Servers, test: &str) -> TestDb {
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
         let name: String = format!("t_{test}_{}_{n}", std::process::id())
             .chars()
             .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
             .take(64)
             .collect();
-        let root = admin_pool(None).await;
+        let root = admin_pool(&servers.admin_url, None).await;
         let mut conn = root
             .get_conn()
             .await
@@ -92,7 +118,7 @@ impl TestDb {
         .unwrap();
         drop(conn);
         root.disconnect().await.unwrap();
-        let client = redis::Client::open(redis_url()).unwrap();
+        let client = redis::Client::open(servers.redis_url.as_str()).unwrap();
         let redis = client
             .get_multiplexed_async_connection()
             .await
@@ -102,7 +128,8 @@ impl TestDb {
         TestDb {
             server_id: 100_000 + (std::process::id() % 20_000) * 100 + n,
             prefix: format!("{name}:"),
-            pool: admin_pool(Some(&name)).await,
+            pool: admin_pool(&servers.admin_url, Some(&name)).await,
+            servers,
             name,
             state_dir,
             redis,
@@ -131,7 +158,7 @@ impl TestDb {
     }
 
     pub fn mysql_url(&self) -> String {
-        replicator_url(&self.name)
+        self.servers.replicator_url(&self.name)
     }
 
     /// The replicator binary with this test's settings in its environment.
@@ -139,7 +166,7 @@ impl TestDb {
         let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_replicator"));
         cmd.args(args)
             .env("MYSQL_URL", self.mysql_url())
-            .env("REDIS_URL", redis_url())
+            .env("REDIS_URL", &self.servers.redis_url)
             .env("KEY_PREFIX", &self.prefix)
             .env("STATE_DIR", &self.state_dir)
             .env("SERVER_ID", self.server_id.to_string())
@@ -262,6 +289,7 @@ impl Drop for TestDb {
             self.prefix.clone(),
             self.state_dir.clone(),
         );
+        let servers = self.servers.clone();
         // Drop runs outside async context guarantees: clean up on a thread of its own.
         let cleanup = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
@@ -269,14 +297,17 @@ impl Drop for TestDb {
                 .build()
                 .unwrap();
             rt.block_on(async move {
-                let pool = admin_pool(None).await;
+                let pool = admin_pool(&servers.admin_url, None).await;
                 if let Ok(mut conn) = pool.get_conn().await {
                     let _ = conn
-                        .query_drop(format!("DROP DATABASE IF EXISTS `{name}`"))
+                        .query_drop(format!(
+                            "DROP DATABASE IF EXISTS `{name}`; \
+                             REVOKE SELECT ON `{name}`.* FROM 'replicator'@'127.0.0.1'"
+                        ))
                         .await;
                 }
                 let _ = pool.disconnect().await;
-                if let Ok(client) = redis::Client::open(redis_url()) {
+                if let Ok(client) = redis::Client::open(servers.redis_url.as_str()) {
                     if let Ok(mut r) = client.get_multiplexed_async_connection().await {
                         let keys: Vec<String> = {
                             let mut out = Vec::new();

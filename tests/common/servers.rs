@@ -1,0 +1,125 @@
+//! Private servers, for tests that restart, reconfigure or break them
+//! without disturbing the tests that share `scripts/services`' instances.
+//! Started by the same script, on free ports, with data in a directory of
+//! their own.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use super::Servers;
+
+/// Which of the two a [`PrivateServices`] runs itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Which {
+    MariaDb,
+    Redis,
+    Both,
+}
+
+impl Which {
+    fn arg(self) -> &'static str {
+        match self {
+            Which::MariaDb => "mariadb",
+            Which::Redis => "redis",
+            Which::Both => "all",
+        }
+    }
+}
+
+pub struct PrivateServices {
+    pub dir: PathBuf,
+    pub mariadb_port: u16,
+    pub redis_port: u16,
+    which: Which,
+    mariadb_args: String,
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl PrivateServices {
+    /// Starts `which` with extra MariaDB server options.
+    pub fn start(which: Which, mariadb_args: &str) -> PrivateServices {
+        let n = super::COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir =
+            std::env::temp_dir().join(format!("replicator-private-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let s = PrivateServices {
+            dir,
+            mariadb_port: free_port(),
+            redis_port: free_port(),
+            which,
+            mariadb_args: mariadb_args.to_string(),
+        };
+        s.up(which);
+        s
+    }
+
+    fn script(&self, args: &[&str]) -> std::process::Output {
+        Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/services"))
+            .args(args)
+            .env("REPLICATOR_SERVICES_DIR", &self.dir)
+            .env("REPLICATOR_MARIADB_PORT", self.mariadb_port.to_string())
+            .env("REPLICATOR_REDIS_PORT", self.redis_port.to_string())
+            .env("REPLICATOR_MARIADB_ARGS", &self.mariadb_args)
+            .output()
+            .unwrap()
+    }
+
+    /// Starts (again) one or both of this instance's servers.
+    pub fn up(&self, which: Which) {
+        let out = self.script(&["start", which.arg()]);
+        assert!(
+            out.status.success(),
+            "scripts/services start failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Stops one or both of this instance's servers (data kept).
+    pub fn down(&self, which: Which) {
+        self.script(&["stop", which.arg()]);
+    }
+
+    /// The URLs, with the shared server standing in for one not run here.
+    pub fn servers(&self) -> Servers {
+        let shared = Servers::shared();
+        let mariadb = self.which != Which::Redis;
+        let redis = self.which != Which::MariaDb;
+        Servers {
+            admin_url: if mariadb {
+                format!(
+                    "mysql://admin:admin-local-only@127.0.0.1:{}/",
+                    self.mariadb_port
+                )
+            } else {
+                shared.admin_url
+            },
+            mysql_url: if mariadb {
+                format!(
+                    "mysql://replicator:replicator-local-only@127.0.0.1:{}/sessions",
+                    self.mariadb_port
+                )
+            } else {
+                shared.mysql_url
+            },
+            redis_url: if redis {
+                format!("redis://127.0.0.1:{}/0", self.redis_port)
+            } else {
+                shared.redis_url
+            },
+        }
+    }
+}
+
+impl Drop for PrivateServices {
+    fn drop(&mut self) {
+        self.down(Which::Both);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
