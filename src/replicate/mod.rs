@@ -15,7 +15,9 @@ mod retry;
 
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -156,7 +158,10 @@ impl Replicator<'_> {
         .await?;
         tracing::info!(position = %self.checkpoint.position, "streaming the binlog");
         let (tx, mut rx) = mpsc::channel(64);
-        let reading = tokio::spawn(read_pieces(reader, tx));
+        // Read-ahead is bounded by rows, not pieces: a piece may hold up to
+        // max_transaction_rows row changes.
+        let rows = u32::try_from(self.options.max_transaction_rows * 2).unwrap_or(u32::MAX);
+        let reading = tokio::spawn(read_pieces(reader, tx, rows));
         let _stop_reading = AbortOnDrop(reading);
         loop {
             let first = tokio::select! {
@@ -186,17 +191,19 @@ impl Replicator<'_> {
     /// returned beside the group, to be raised after the group is applied.
     async fn gather(
         &self,
-        first: Piece,
-        rx: &mut mpsc::Receiver<Result<Piece>>,
-    ) -> (Vec<Piece>, Option<Error>) {
+        first: Budgeted,
+        rx: &mut mpsc::Receiver<Result<Budgeted>>,
+    ) -> (Vec<Budgeted>, Option<Error>) {
         let deadline = Instant::now() + self.options.group_delay;
-        let mut rows = first.changes.len();
+        let mut rows = first.piece.changes.len();
         let mut group = vec![first];
-        while rows < self.options.group_rows && group.last().is_some_and(|p| p.ends_transaction) {
+        while rows < self.options.group_rows
+            && group.last().is_some_and(|b| b.piece.ends_transaction)
+        {
             match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(Some(Ok(piece))) => {
-                    rows += piece.changes.len();
-                    group.push(piece);
+                Ok(Some(Ok(next))) => {
+                    rows += next.piece.changes.len();
+                    group.push(next);
                 }
                 Ok(Some(Err(e))) => return (group, Some(e)),
                 Ok(None) | Err(_) => break,
@@ -208,12 +215,12 @@ impl Replicator<'_> {
     /// Applies a group: Redis first, then state and checkpoint. Returns
     /// false when shutdown came while Redis was unreachable (nothing
     /// committed; the group is applied again at the next start).
-    async fn apply(&mut self, group: Vec<Piece>) -> Result<bool> {
+    async fn apply(&mut self, group: Vec<Budgeted>) -> Result<bool> {
         let now = Timestamp::now();
         let keys = &self.c.keys;
         let mut overlay = Overlay::new(self.state);
         let mut out = GroupOutput::default();
-        let last = group.last().expect("a group has a piece");
+        let last = &group.last().expect("a group has a piece").piece;
         let (position, skip_rows) = (last.position.clone(), last.skip_rows);
         if !last.ends_transaction {
             tracing::info!(
@@ -222,10 +229,16 @@ impl Replicator<'_> {
                 self.options.max_transaction_rows
             );
         }
-        for piece in group {
+        let mut budget = Vec::with_capacity(group.len());
+        for Budgeted {
+            piece,
+            _rows: permit,
+        } in group
+        {
             for change in piece.changes {
                 apply(change, &mut overlay, keys, now, &mut out)?;
             }
+            budget.push(permit);
         }
         finish_group(&overlay, keys, now, &mut out)?;
 
@@ -335,13 +348,39 @@ impl Replicator<'_> {
     }
 }
 
+/// A piece with its share of the read-ahead budget, given back on drop.
+pub struct Budgeted {
+    piece: Piece,
+    _rows: OwnedSemaphorePermit,
+}
+
 /// Reads pieces into the channel until an error (sent on) or the receiver
-/// goes away.
-async fn read_pieces(mut reader: BinlogReader, tx: mpsc::Sender<Result<Piece>>) {
+/// goes away. Each piece first takes as many of `budget_rows` permits as it
+/// has rows, so the pieces read but not yet applied stay bounded.
+async fn read_pieces(
+    mut reader: BinlogReader,
+    tx: mpsc::Sender<Result<Budgeted>>,
+    budget_rows: u32,
+) {
+    let budget = Arc::new(Semaphore::new(budget_rows as usize));
     loop {
-        let piece = reader.next().await;
-        let failed = piece.is_err();
-        if tx.send(piece).await.is_err() || failed {
+        let item = match reader.next().await {
+            Ok(piece) => {
+                let rows = u32::try_from(piece.changes.len())
+                    .unwrap_or(u32::MAX)
+                    .min(budget_rows);
+                let Ok(permit) = budget.clone().acquire_many_owned(rows).await else {
+                    break;
+                };
+                Ok(Budgeted {
+                    piece,
+                    _rows: permit,
+                })
+            }
+            Err(e) => Err(e),
+        };
+        let failed = item.is_err();
+        if tx.send(item).await.is_err() || failed {
             break;
         }
     }

@@ -13,7 +13,9 @@ mod keys;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rocksdb::{Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB};
+use rocksdb::{
+    BlockBasedOptions, Cache, Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB,
+};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -38,6 +40,14 @@ impl StateStore {
         opts.create_if_missing(true);
         opts.set_max_open_files(256);
         opts.set_keep_log_file_num(3);
+        // Memory stays bounded whatever the table sizes: at most three 16 MiB
+        // memtables and a 32 MiB block cache.
+        opts.set_write_buffer_size(16 << 20);
+        opts.set_max_write_buffer_number(3);
+        let mut table = BlockBasedOptions::default();
+        table.set_block_cache(&Cache::new_lru_cache(32 << 20));
+        table.set_bloom_filter(10.0, false);
+        opts.set_block_based_table_factory(&table);
         let db = DB::open(&opts, path).map_err(|e| Error::State {
             path: path.to_owned(),
             message: format!(

@@ -19,6 +19,7 @@ pub const DEFAULT_MYSQL_URL: &str =
 pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:16379/0";
 
 pub mod servers;
+pub mod workload;
 
 /// Where a test's MariaDB and Redis are.
 #[derive(Clone, Debug)]
@@ -69,7 +70,7 @@ pub struct TestDb {
     pub server_id: u32,
     pub servers: Servers,
     pool: mysql_async::Pool,
-    redis: redis::aio::MultiplexedConnection,
+    redis: redis::aio::ConnectionManager,
 }
 
 async fn admin_pool(admin_url: &str, database: Option<&str>) -> mysql_async::Pool {
@@ -120,7 +121,11 @@ impl TestDb {
         root.disconnect().await.unwrap();
         let client = redis::Client::open(servers.redis_url.as_str()).unwrap();
         let redis = client
-            .get_multiplexed_async_connection()
+            .get_connection_manager_with_config(
+                redis::aio::ConnectionManagerConfig::new()
+                    .set_response_timeout(None)
+                    .set_number_of_retries(3),
+            )
             .await
             .expect("Redis of scripts/services is running");
         let state_dir = std::env::temp_dir().join(format!("replicator-test-{name}"));
@@ -142,6 +147,19 @@ impl TestDb {
         conn.query_drop(sql)
             .await
             .unwrap_or_else(|e| panic!("{e}\nin SQL: {sql}"));
+    }
+
+    /// Runs SQL that may fail (a foreign key, a duplicate); a failed
+    /// transaction is rolled back.
+    pub async fn try_sql(&self, sql: &str) -> Result<(), String> {
+        let mut conn = self.pool.get_conn().await.unwrap();
+        match conn.query_drop(sql).await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let _ = conn.query_drop("ROLLBACK").await;
+                Err(e.to_string())
+            }
+        }
     }
 
     /// Runs a query and returns the rows.
@@ -216,8 +234,18 @@ impl TestDb {
         format!("{}{suffix}", self.prefix)
     }
 
-    pub fn redis(&self) -> redis::aio::MultiplexedConnection {
+    /// A connection that reconnects after a Redis restart.
+    pub fn redis(&self) -> redis::aio::ConnectionManager {
         self.redis.clone()
+    }
+
+    /// One field of a session hash (`None` also while Redis is unreachable).
+    pub async fn field(&self, session_id: &str, field: &str) -> Option<String> {
+        let mut r = self.redis();
+        r.hget(self.key(&format!("session:{session_id}")), field)
+            .await
+            .ok()
+            .flatten()
     }
 
     /// The session hash as text.

@@ -32,6 +32,7 @@ pub struct PrivateServices {
     pub redis_port: u16,
     which: Which,
     mariadb_args: String,
+    redis_args: String,
 }
 
 pub fn free_port() -> u16 {
@@ -43,8 +44,8 @@ pub fn free_port() -> u16 {
 }
 
 impl PrivateServices {
-    /// Starts `which` with extra MariaDB server options.
-    pub fn start(which: Which, mariadb_args: &str) -> PrivateServices {
+    /// Starts `which` with extra server options.
+    pub fn start(which: Which, mariadb_args: &str, redis_args: &str) -> PrivateServices {
         let n = super::COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let dir =
             std::env::temp_dir().join(format!("replicator-private-{}-{n}", std::process::id()));
@@ -55,9 +56,20 @@ impl PrivateServices {
             redis_port: free_port(),
             which,
             mariadb_args: mariadb_args.to_string(),
+            redis_args: redis_args.to_string(),
         };
         s.up(which);
         s
+    }
+
+    /// A private MariaDB (and the shared Redis).
+    pub fn mariadb(mariadb_args: &str) -> PrivateServices {
+        Self::start(Which::MariaDb, mariadb_args, "")
+    }
+
+    /// A private Redis (and the shared MariaDB).
+    pub fn redis(redis_args: &str) -> PrivateServices {
+        Self::start(Which::Redis, "", redis_args)
     }
 
     fn script(&self, args: &[&str]) -> std::process::Output {
@@ -67,6 +79,7 @@ impl PrivateServices {
             .env("REPLICATOR_MARIADB_PORT", self.mariadb_port.to_string())
             .env("REPLICATOR_REDIS_PORT", self.redis_port.to_string())
             .env("REPLICATOR_MARIADB_ARGS", &self.mariadb_args)
+            .env("REPLICATOR_REDIS_ARGS", &self.redis_args)
             .output()
             .unwrap()
     }

@@ -1,0 +1,426 @@
+//! What the replicator survives: crashes at random instants, Redis and
+//! MariaDB going away, purged binlogs, DDL, huge transactions, orphan rows
+//! and zero dates. After each, Redis matches MySQL (`verify`).
+
+mod common;
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::servers::{PrivateServices, Which};
+use common::workload::Workload;
+use common::{stderr, TestDb};
+use rand::Rng;
+use tokio::process::Child;
+
+/// Starts the sidecar with its log going to a file of the test.
+fn sidecar(db: &TestDb, extra: &[&str], log: &std::path::Path) -> Child {
+    let mut args = vec!["run"];
+    args.extend_from_slice(extra);
+    let file = std::fs::File::create(log).unwrap();
+    db.replicator(&args)
+        .stderr(Stdio::from(file))
+        .spawn()
+        .unwrap()
+}
+
+fn log_path(db: &TestDb, what: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("{}-{what}.log", db.name))
+}
+
+async fn field(db: &TestDb, session: &str, f: &str) -> Option<String> {
+    db.field(session, f).await
+}
+
+/// Crash trials: the workload runs while the replicator is SIGKILLed at
+/// random instants (in a snapshot, while streaming, inside a transaction
+/// applied in steps), and restarted; at the end Redis must match.
+async fn crash_trials(trials: u32, seed: u64) {
+    let db = TestDb::new(&format!("crash_{seed}")).await;
+    let mut work = Workload::new(seed);
+    db.sql(&work.initial()).await;
+    let log = log_path(&db, "crash");
+    for trial in 0..trials {
+        if trial % 4 == 0 {
+            // No checkpoint: this run starts with a snapshot, and may die in it.
+            let _ = std::fs::remove_dir_all(&db.state_dir);
+        }
+        let mut child = sidecar(&db, &["--max-transaction-rows", "300"], &log);
+        let kill_after = Duration::from_millis(work.rng().random_range(0..400));
+        let writes = async {
+            for i in 0..25 {
+                let sql = if i == 10 && trial % 2 == 1 {
+                    work.large_transaction(1_000)
+                } else {
+                    work.transaction()
+                };
+                let _ = db.try_sql(&sql).await;
+            }
+        };
+        let kill = async {
+            tokio::time::sleep(kill_after).await;
+            child.start_kill().unwrap();
+        };
+        tokio::join!(writes, kill);
+        child.wait().await.unwrap();
+    }
+    db.catch_up().await;
+    let out = db.run(&["verify"]).await;
+    assert!(
+        out.status.success(),
+        "seed {seed}: {}\n{}",
+        common::stdout(&out),
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    let _ = std::fs::remove_file(log);
+}
+
+#[tokio::test]
+async fn crash_trials_short_series() {
+    crash_trials(6, 7).await;
+}
+
+/// The long series: `cargo test --test faults -- --ignored`, or set
+/// CRASH_TRIALS and CRASH_SEED.
+#[tokio::test]
+#[ignore]
+async fn crash_trials_long_series() {
+    let trials = std::env::var("CRASH_TRIALS")
+        .ok()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(50);
+    let seed = std::env::var("CRASH_SEED")
+        .ok()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(11);
+    crash_trials(trials, seed).await;
+}
+
+#[tokio::test]
+async fn redis_restarted_without_persistence_is_rebuilt() {
+    let redis = PrivateServices::redis("");
+    let db = TestDb::on(redis.servers(), "redis_restart").await;
+    let mut work = Workload::new(3);
+    db.sql(&work.initial()).await;
+    let log = log_path(&db, "redis-restart");
+    let mut child = sidecar(&db, &[], &log);
+    db.wait_for("the snapshot", Duration::from_secs(30), || async {
+        !db.keys().await.is_empty()
+    })
+    .await;
+    redis.down(Which::Redis);
+    redis.up(Which::Redis); // empty: no persistence
+    db.sql("UPDATE users SET username = 'after-restart' WHERE user_id = 1000")
+        .await;
+    db.wait_for(
+        "the namespace to be rebuilt",
+        Duration::from_secs(30),
+        || async { field(&db, "watch", "username").await.as_deref() == Some("after-restart") },
+    )
+    .await;
+    child.start_kill().unwrap();
+    child.wait().await.unwrap();
+    db.assert_verified().await;
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("rebuilding the namespace"), "{text}");
+}
+
+#[tokio::test]
+async fn redis_unreachable_for_ten_seconds_under_load_loses_nothing() {
+    // Append-only persistence: the data survives the outage.
+    let redis = PrivateServices::redis("--appendonly yes --appendfsync always");
+    let db = TestDb::on(redis.servers(), "redis_outage").await;
+    let mut work = Workload::new(5);
+    db.sql(&work.initial()).await;
+    let log = log_path(&db, "redis-outage");
+    let mut child = sidecar(&db, &[], &log);
+    db.wait_for("the snapshot", Duration::from_secs(30), || async {
+        !db.keys().await.is_empty()
+    })
+    .await;
+    redis.down(Which::Redis);
+    let outage = tokio::time::Instant::now();
+    while outage.elapsed() < Duration::from_secs(10) {
+        let _ = db.try_sql(&work.transaction()).await;
+    }
+    db.sql("UPDATE users SET username = 'marker' WHERE user_id = 1000")
+        .await;
+    redis.up(Which::Redis);
+    db.wait_for(
+        "the replicator to catch up",
+        Duration::from_secs(60),
+        || async { field(&db, "watch", "username").await.as_deref() == Some("marker") },
+    )
+    .await;
+    child.start_kill().unwrap();
+    child.wait().await.unwrap();
+    db.assert_verified().await;
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(
+        text.matches("Redis unavailable").count(),
+        1,
+        "logged once per incident:\n{text}"
+    );
+    assert!(text.contains("Redis is back"), "{text}");
+    assert!(
+        !text.contains("rebuilding the namespace"),
+        "nothing was lost:\n{text}"
+    );
+}
+
+#[tokio::test]
+async fn mariadb_restarted_mid_stream_is_reconnected() {
+    let mariadb = PrivateServices::mariadb("");
+    let db = TestDb::on(mariadb.servers(), "mariadb_restart").await;
+    db.sql(&Workload::new(9).initial()).await;
+    let log = log_path(&db, "mariadb-restart");
+    let mut child = sidecar(&db, &[], &log);
+    db.sql("UPDATE users SET username = 'before' WHERE user_id = 1000")
+        .await;
+    db.wait_for("the first change", Duration::from_secs(30), || async {
+        field(&db, "watch", "username").await.as_deref() == Some("before")
+    })
+    .await;
+    mariadb.down(Which::MariaDb);
+    mariadb.up(Which::MariaDb);
+    db.wait_for(
+        "MariaDB to take writes again",
+        Duration::from_secs(60),
+        || async {
+            db.try_sql("UPDATE users SET username = 'after' WHERE user_id = 1000")
+                .await
+                .is_ok()
+        },
+    )
+    .await;
+    db.wait_for(
+        "the change after the restart",
+        Duration::from_secs(60),
+        || async { field(&db, "watch", "username").await.as_deref() == Some("after") },
+    )
+    .await;
+    child.start_kill().unwrap();
+    child.wait().await.unwrap();
+    db.assert_verified().await;
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("the MySQL binlog stream unavailable"),
+        "{text}"
+    );
+    assert!(text.contains("the MySQL binlog stream is back"), "{text}");
+}
+
+#[tokio::test]
+async fn a_purged_binlog_is_named_and_resnapshot_recovers() {
+    let mariadb = PrivateServices::mariadb("");
+    let db = TestDb::on(mariadb.servers(), "purged").await;
+    db.sql(&Workload::new(4).initial()).await;
+    db.catch_up().await;
+    let status: serde_json::Value =
+        serde_json::from_slice(&db.run_ok(&["status", "--json"]).await.stdout).unwrap();
+    let file = status["checkpoint"]["position"]["file"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    db.sql("UPDATE users SET username = 'lost?' WHERE user_id = 1000; FLUSH BINARY LOGS;")
+        .await;
+    let current: Vec<(String, u64, String, String)> = db.query("SHOW MASTER STATUS").await;
+    // MariaDB keeps a file until its binlog checkpoint has moved on: purge until it is gone.
+    db.wait_for(
+        "the old binlog to be purged",
+        Duration::from_secs(30),
+        || async {
+            db.sql(&format!("PURGE BINARY LOGS TO '{}'", current[0].0))
+                .await;
+            let logs: Vec<(String, u64)> = db.query("SHOW BINARY LOGS").await;
+            logs.iter().all(|(name, _)| *name != file)
+        },
+    )
+    .await;
+
+    let out = db.run(&["run", "--exit-when-caught-up"]).await;
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!(
+            "the binlog file {file} of the checkpoint is no longer"
+        )),
+        "{err}"
+    );
+    assert!(err.contains("--resnapshot-if-needed"), "{err}");
+
+    db.run_ok(&["run", "--exit-when-caught-up", "--resnapshot-if-needed"])
+        .await;
+    assert_eq!(
+        field(&db, "watch", "username").await.as_deref(),
+        Some("lost?")
+    );
+    db.assert_verified().await;
+}
+
+#[tokio::test]
+async fn ddl_on_a_source_table_while_streaming() {
+    let db = TestDb::new("ddl").await;
+    db.sql(&Workload::new(2).initial()).await;
+    let log = log_path(&db, "ddl");
+    let mut child = sidecar(&db, &[], &log);
+    db.sql("UPDATE users SET username = 'pre' WHERE user_id = 1000")
+        .await;
+    db.wait_for(
+        "the change before the DDL",
+        Duration::from_secs(30),
+        || async { field(&db, "watch", "username").await.as_deref() == Some("pre") },
+    )
+    .await;
+    child.start_kill().unwrap();
+    child.wait().await.unwrap();
+    // While the replicator is down: changes before and after a column is
+    // added in the middle and at the end of two tables, replayed on restart.
+    db.sql(
+        "UPDATE users SET username = 'old-shape' WHERE user_id = 1000;
+         ALTER TABLE users ADD COLUMN nickname VARCHAR(20) NULL AFTER user_id;
+         ALTER TABLE user_sessions ADD COLUMN device VARCHAR(20) NULL AFTER session_id, ADD COLUMN note TEXT NULL;
+         UPDATE users SET username = 'new-shape', nickname = 'n' WHERE user_id = 1000;
+         UPDATE user_sessions SET device = 'phone', user_agent = 'after-ddl' WHERE session_id = 'watch';",
+    )
+    .await;
+    db.catch_up().await;
+    assert_eq!(
+        field(&db, "watch", "username").await.as_deref(),
+        Some("new-shape")
+    );
+    assert_eq!(
+        field(&db, "watch", "user_agent").await.as_deref(),
+        Some("after-ddl")
+    );
+    let mut child = sidecar(&db, &[], &log);
+    db.sql("ALTER TABLE session_data ADD COLUMN flags INT NULL FIRST; INSERT INTO session_data (session_id, attribute_key, attribute_value, flags) VALUES ('watch', 'post', 'ddl', 1);").await;
+    db.wait_for(
+        "the change after the DDL",
+        Duration::from_secs(30),
+        || async { field(&db, "watch", "attr_post").await.as_deref() == Some("ddl") },
+    )
+    .await;
+    child.start_kill().unwrap();
+    child.wait().await.unwrap();
+    db.assert_verified().await;
+}
+
+#[tokio::test]
+async fn column_names_from_information_schema_without_full_metadata() {
+    let mariadb = PrivateServices::mariadb("--binlog-row-metadata=MINIMAL");
+    let db = TestDb::on(mariadb.servers(), "minimal_metadata").await;
+    db.sql(&Workload::new(6).initial()).await;
+    db.catch_up().await;
+    db.sql("UPDATE users SET username = 'minimal' WHERE user_id = 1000; INSERT INTO session_data (session_id, attribute_key, attribute_value) VALUES ('watch', 'm', 'x');").await;
+    let out = db.catch_up().await;
+    assert!(
+        stderr(&out).contains("binlog_row_metadata=FULL"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        field(&db, "watch", "username").await.as_deref(),
+        Some("minimal")
+    );
+    assert_eq!(field(&db, "watch", "attr_m").await.as_deref(), Some("x"));
+    db.assert_verified().await;
+}
+
+/// Peak resident memory of a process, in MiB (`VmHWM`).
+fn peak_rss_mib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024)
+}
+
+#[tokio::test]
+async fn huge_transactions_are_applied_with_bounded_memory() {
+    let db = TestDb::new("huge").await;
+    db.sql(&Workload::new(8).initial()).await;
+    let log = log_path(&db, "huge");
+    let mut child = sidecar(&db, &[], &log);
+    let pid = child.id().unwrap();
+    // 200,000 session_data rows in one transaction.
+    db.sql(
+        "INSERT INTO session_data (session_id, attribute_key, attribute_value)
+         SELECT 'watch', CONCAT('bulk', seq), REPEAT('x', 20) FROM seq_1_to_200000;",
+    )
+    .await;
+    // 100,000 expired sessions, then one DELETE of them all.
+    db.sql(
+        "INSERT INTO user_sessions (session_id, user_id, created_at, expires_at)
+         SELECT CONCAT('exp', seq), 1 + seq % 30, NOW(), NOW() - INTERVAL 1 HOUR FROM seq_1_to_100000;",
+    )
+    .await;
+    db.sql("DELETE FROM user_sessions WHERE session_id LIKE 'exp%'")
+        .await;
+    db.sql("UPDATE users SET username = 'done' WHERE user_id = 1000")
+        .await;
+    db.wait_for(
+        "both transactions to be applied",
+        Duration::from_secs(240),
+        || async { field(&db, "watch", "username").await.as_deref() == Some("done") },
+    )
+    .await;
+    let peak = peak_rss_mib(pid).unwrap();
+    child.start_kill().unwrap();
+    child.wait().await.unwrap();
+    println!("peak RSS while applying 200k + 100k row transactions: {peak} MiB");
+    assert!(peak < 256, "peak RSS {peak} MiB");
+    let fields: usize = redis::cmd("HLEN")
+        .arg(db.key("session:watch"))
+        .query_async(&mut db.redis())
+        .await
+        .unwrap();
+    assert!(fields > 200_000, "{fields} fields");
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("applying it in several steps"), "{text}");
+    db.assert_verified().await;
+}
+
+#[tokio::test]
+async fn orphan_rows_and_zero_dates_are_handled() {
+    let db = TestDb::new("orphans").await;
+    let orphans = "SET FOREIGN_KEY_CHECKS = 0, sql_mode = '';
+        INSERT INTO user_sessions (session_id, user_id, created_at, expires_at) VALUES ('{p}nouser', 999, NOW(), NOW() + INTERVAL 1 DAY);
+        INSERT INTO session_data (session_id, attribute_key, attribute_value) VALUES ('{p}nosession', 'k', 'v'), ('{p}nouser', 'k', 'v');
+        INSERT INTO users (user_id, username, email, password_hash) VALUES ({u}, 'z{u}', 'z{u}@x', 'h');
+        INSERT INTO user_sessions (session_id, user_id, created_at, expires_at, last_activity_at) VALUES ('{p}zero', {u}, NOW(), '0000-00-00 00:00:00', '0000-00-00 00:00:00');
+        SET FOREIGN_KEY_CHECKS = 1;";
+    // In the snapshot...
+    db.sql(&orphans.replace("{p}", "a-").replace("{u}", "1"))
+        .await;
+    let out = db.catch_up().await;
+    assert!(
+        stderr(&out).contains("zero or unreadable date"),
+        "{}",
+        stderr(&out)
+    );
+    let h = db.session("a-nouser").await;
+    assert_eq!(
+        (h.get("user_id").map(String::as_str), h.get("username")),
+        (Some("999"), None)
+    );
+    assert_eq!(h.get("attr_k").map(String::as_str), Some("v"));
+    assert!(db.session("a-zero").await.is_empty());
+    // ...and in the stream.
+    db.sql(&orphans.replace("{p}", "b-").replace("{u}", "2"))
+        .await;
+    let out = db.catch_up().await;
+    assert!(
+        stderr(&out).contains("zero or unreadable date"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        db.session("b-nouser")
+            .await
+            .get("attr_k")
+            .map(String::as_str),
+        Some("v")
+    );
+    assert!(db.session("b-zero").await.is_empty() && db.session("b-nosession").await.is_empty());
+    db.assert_verified().await;
+}
