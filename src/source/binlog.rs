@@ -38,6 +38,9 @@ const MARIADB_GTID_EVENT: u8 = 162;
 const MARIADB_FL_STANDALONE: u8 = 1;
 /// Length of an event's CRC32 checksum.
 const CHECKSUM_LEN: usize = 4;
+/// Access denied errors: generic, and for one privilege.
+const ER_ACCESS_DENIED: u16 = 1045;
+const ER_SPECIFIC_ACCESS_DENIED: u16 = 1227;
 /// MySQL's "could not find / read the binlog file" error.
 const ER_MASTER_FATAL_ERROR_READING_BINLOG: u16 = 1236;
 
@@ -460,6 +463,16 @@ fn stream_error(e: mysql_async::Error, position: &BinlogPosition) -> Error {
                 file: position.file.clone(),
                 message: s.message.clone(),
             }
+        }
+        // MariaDB answers a binlog request without the privilege with 1045.
+        mysql_async::Error::Server(ref s)
+            if matches!(s.code, ER_ACCESS_DENIED | ER_SPECIFIC_ACCESS_DENIED) =>
+        {
+            Error::Prerequisite(format!(
+                "the MySQL account lacks a privilege (reading the binlog): {}. \
+                 GRANT REPLICATION SLAVE ON *.* to the account (see sql/grants.sql)",
+                s.message
+            ))
         }
         mysql_async::Error::Server(_) => {
             Error::mysql(format!("reading the binlog at {position}"), e)

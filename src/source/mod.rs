@@ -104,9 +104,21 @@ impl MySqlSource {
             }
             other => other,
         };
-        connected.map_err(|source| Error::MysqlConnect {
-            url: self.redacted_url.clone(),
-            source,
+        connected.map_err(|source| match &source {
+            mysql_async::Error::Server(e) if e.code == 1044 => Error::Prerequisite(format!(
+                "the MySQL account has no privilege on database `{db}` ({}): GRANT SELECT ON `{db}`.* \
+                 to the account (see sql/grants.sql)",
+                e.message,
+                db = self.database
+            )),
+            mysql_async::Error::Server(e) if e.code == 1045 => Error::Prerequisite(format!(
+                "MySQL at {} refused the account ({}): check the user and password in MYSQL_URL",
+                self.redacted_url, e.message
+            )),
+            _ => Error::MysqlConnect {
+                url: self.redacted_url.clone(),
+                source,
+            },
         })
     }
 

@@ -47,9 +47,10 @@ pub fn check_settings(s: &ServerSettings) -> Result<()> {
     for table in TABLES {
         if !s.tables.iter().any(|t| t.eq_ignore_ascii_case(table)) {
             problems.push(format!(
-                "table `{}`.`{table}` is missing: load sql/schema.sql into database `{}`, or \
-                 point MYSQL_URL at the database that holds the session tables",
-                s.database, s.database
+                "table `{db}`.`{table}` is missing, or the account may not read it: load \
+                 sql/schema.sql into database `{db}`, point MYSQL_URL at the database that holds \
+                 the session tables, or GRANT SELECT ON `{db}`.* to the account",
+                db = s.database
             ));
         }
     }
