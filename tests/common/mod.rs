@@ -19,6 +19,7 @@ pub const DEFAULT_MYSQL_URL: &str =
 pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:16379/0";
 
 pub mod servers;
+pub mod tls;
 pub mod workload;
 
 /// Where a test's MariaDB and Redis are.
@@ -217,6 +218,13 @@ impl TestDb {
     /// `run --exit-when-caught-up`: applies everything committed so far.
     pub async fn catch_up(&self) -> Output {
         self.run_ok(&["run", "--exit-when-caught-up"]).await
+    }
+
+    /// `run --exit-when-caught-up` with more arguments.
+    pub async fn catch_up_with(&self, extra: &[&str]) -> Output {
+        let mut args = vec!["run", "--exit-when-caught-up"];
+        args.extend_from_slice(extra);
+        self.run_ok(&args).await
     }
 
     /// `verify` reports a match.
