@@ -4,6 +4,9 @@
 //! binlog settings the model needs and the four tables present, Redis
 //! reachable.
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::{Command, RunArgs, SnapshotArgs, StatusArgs, VerifyArgs};
@@ -16,6 +19,7 @@ use crate::sink::RedisSink;
 use crate::snapshot::SnapshotJob;
 use crate::source::{check_settings, MySqlSource, ServerSettings};
 use crate::state::StateStore;
+use crate::telemetry::{self, Health};
 use crate::verify::{verify, VerifyOptions};
 
 /// Exit status of `verify` when the check could not be made.
@@ -28,7 +32,7 @@ pub async fn run(command: Command, shutdown: CancellationToken) -> Result<i32> {
         Command::Snapshot(args) => snapshot(args, shutdown).await.map(|()| 0),
         Command::Run(args) => replicate(args, shutdown).await.map(|()| 0),
         Command::Verify(args) => verify_command(args).await,
-        Command::Status(args) => status(args).map(|()| 0),
+        Command::Status(args) => status(args).await.map(|()| 0),
     }
 }
 
@@ -99,6 +103,18 @@ async fn snapshot(args: SnapshotArgs, shutdown: CancellationToken) -> Result<()>
 
 async fn replicate(args: RunArgs, shutdown: CancellationToken) -> Result<()> {
     let config = args.connection.config(Some(args.state.state_dir.clone()));
+    let health = Arc::new(Health::new(Duration::from_secs_f64(
+        args.ready_max_lag.max(0.0),
+    )));
+    let metrics_addr = args.metrics_addr.trim();
+    if !metrics_addr.is_empty() && metrics_addr != "off" {
+        let addr = metrics_addr.parse().map_err(|e| {
+            Error::Config(format!(
+                "--metrics-addr `{metrics_addr}` is not an address like 127.0.0.1:9187: {e}"
+            ))
+        })?;
+        telemetry::serve(addr, health.clone(), shutdown.clone()).await?;
+    }
     let c = connect(&config).await?;
     if args.server_id == 0 || args.server_id == c.settings.server_id {
         return Err(Error::Config(format!(
@@ -133,7 +149,7 @@ async fn replicate(args: RunArgs, shutdown: CancellationToken) -> Result<()> {
         max_transaction_rows: args.max_transaction_rows,
         ..StreamOptions::new(args.server_id)
     };
-    crate::replicate::stream(&c, &state, &options, shutdown).await
+    crate::replicate::stream(&c, &state, &options, health, shutdown).await
 }
 
 async fn verify_command(args: VerifyArgs) -> Result<i32> {
@@ -156,37 +172,117 @@ async fn verify_command(args: VerifyArgs) -> Result<i32> {
     Ok(if report.matched { 0 } else { 1 })
 }
 
-fn status(args: StatusArgs) -> Result<()> {
+async fn status(args: StatusArgs) -> Result<()> {
     let state = StateStore::open_read_only(&args.state.state_dir)?;
     let checkpoint = state.checkpoint()?;
+    drop(state);
+    // How far behind the server, when it can be asked.
+    let server = match (&args.mysql_url, &checkpoint) {
+        (Some(url), Some(_)) => Some(server_position(url, &args).await),
+        _ => None,
+    };
+    let behind = match (&checkpoint, &server) {
+        (Some(cp), Some(Ok(server))) => Some(Behind::between(&cp.position, server)),
+        _ => None,
+    };
     if args.json {
-        let value = serde_json::json!({ "checkpoint": checkpoint });
+        let value = serde_json::json!({
+            "checkpoint": checkpoint,
+            "server_position": server.as_ref().and_then(|s| s.as_ref().ok()),
+            "server_error": server.as_ref().and_then(|s| s.as_ref().err()).map(|e| e.to_string()),
+            "behind": behind,
+        });
         println!(
             "{}",
             serde_json::to_string_pretty(&value).expect("status serializes")
         );
         return Ok(());
     }
-    match checkpoint {
-        None => println!(
+    let Some(cp) = checkpoint else {
+        println!(
             "no checkpoint in {}: no complete snapshot yet (`replicator run` takes one)",
             args.state.state_dir.display()
-        ),
-        Some(cp) => {
-            println!("checkpoint     {}", cp.position);
-            println!("committed at   {}", unix(cp.committed_at));
-            println!(
-                "snapshot       {} of database `{}`",
-                cp.snapshot.id, cp.snapshot.database
-            );
-            println!(
-                "snapshot taken {} at {}",
-                unix(cp.snapshot.taken_at),
-                cp.snapshot.position
-            );
+        );
+        return Ok(());
+    };
+    println!("checkpoint     {}", cp.position);
+    if cp.skip_rows > 0 {
+        println!(
+            "               (inside a large transaction: {} rows of it applied)",
+            cp.skip_rows
+        );
+    }
+    println!("committed at   {}", unix(cp.committed_at));
+    println!(
+        "snapshot       {} of database `{}`",
+        cp.snapshot.id, cp.snapshot.database
+    );
+    println!(
+        "snapshot taken {} at {}",
+        unix(cp.snapshot.taken_at),
+        cp.snapshot.position
+    );
+    match (server, behind) {
+        (Some(Ok(server)), Some(behind)) => {
+            println!("server at      {server}");
+            println!("behind         {behind}");
         }
+        (Some(Err(e)), _) => println!("server         not reachable: {e}"),
+        _ => println!("server         (give MYSQL_URL to compare with the server's position)"),
     }
     Ok(())
+}
+
+async fn server_position(url: &str, args: &StatusArgs) -> Result<crate::position::BinlogPosition> {
+    let config = Config {
+        mysql_url: url.to_string(),
+        mysql_ssl_mode: args.mysql_ssl_mode,
+        mysql_ssl_ca: args.mysql_ssl_ca.clone(),
+        redis_url: String::new(),
+        redis_ca: None,
+        key_prefix: String::new(),
+        state_dir: None,
+    };
+    let source = MySqlSource::new(
+        url,
+        config.database()?,
+        config.mysql_ssl_mode,
+        config.mysql_ssl_ca.as_deref(),
+    )?;
+    source.current_position().await
+}
+
+/// How far a checkpoint is behind the server's binlog.
+#[derive(Debug, serde::Serialize)]
+struct Behind {
+    files: u64,
+    /// Bytes within the same file (when `files` is 0).
+    bytes: u64,
+}
+
+impl Behind {
+    fn between(
+        at: &crate::position::BinlogPosition,
+        server: &crate::position::BinlogPosition,
+    ) -> Self {
+        let files = server.sequence().saturating_sub(at.sequence());
+        let bytes = if files == 0 {
+            server.offset.saturating_sub(at.offset)
+        } else {
+            0
+        };
+        Behind { files, bytes }
+    }
+}
+
+impl std::fmt::Display for Behind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.files, self.bytes) {
+            (0, 0) => write!(f, "nothing: caught up"),
+            (0, bytes) => write!(f, "{bytes} bytes of binlog"),
+            (files, _) => write!(f, "{files} binlog file(s)"),
+        }
+    }
 }
 
 fn unix(seconds: i64) -> String {

@@ -108,6 +108,15 @@ pub struct RunArgs {
     /// ones are applied in several steps, in order.
     #[arg(long, env = "MAX_TRANSACTION_ROWS", default_value_t = 50_000)]
     pub max_transaction_rows: usize,
+
+    /// Address of /metrics (Prometheus), /healthz and /readyz; "off" or an
+    /// empty value turns them off.
+    #[arg(long, env = "METRICS_ADDR", default_value = "127.0.0.1:9187")]
+    pub metrics_addr: String,
+
+    /// /readyz answers 200 only while the replication lag is under this many seconds.
+    #[arg(long, env = "READY_MAX_LAG", default_value_t = 5.0)]
+    pub ready_max_lag: f64,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -136,6 +145,18 @@ pub struct VerifyArgs {
 pub struct StatusArgs {
     #[command(flatten)]
     pub state: StateArgs,
+
+    /// Source database, to say how far behind the server the checkpoint is (optional).
+    #[arg(long, env = "MYSQL_URL", hide_env_values = true)]
+    pub mysql_url: Option<String>,
+
+    /// TLS to MySQL.
+    #[arg(long, env = "MYSQL_SSL_MODE", value_enum, default_value_t = SslMode::Preferred)]
+    pub mysql_ssl_mode: SslMode,
+
+    /// PEM file of the CA that signed the MySQL server's certificate.
+    #[arg(long, env = "MYSQL_SSL_CA")]
+    pub mysql_ssl_ca: Option<PathBuf>,
 
     /// Print the status as JSON.
     #[arg(long)]

@@ -24,6 +24,7 @@ pub mod sink;
 pub mod snapshot;
 pub mod source;
 pub mod state;
+pub mod telemetry;
 pub mod verify;
 
 pub use error::{Error, Result};

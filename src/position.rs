@@ -35,7 +35,7 @@ impl BinlogPosition {
     }
 
     /// The numeric extension of the file name (`binlog.000042` → 42).
-    fn sequence(&self) -> u64 {
+    pub fn sequence(&self) -> u64 {
         self.file
             .rsplit_once('.')
             .and_then(|(_, n)| n.parse().ok())

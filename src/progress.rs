@@ -67,6 +67,9 @@ pub struct Tracker {
 impl Tracker {
     pub fn inc(&mut self, n: u64) {
         self.done += n;
+        if self.done % 4096 < n {
+            crate::telemetry::snapshot_rows(&self.name, self.done, self.estimate);
+        }
         match &self.bar {
             Some(bar) => {
                 if self.done > bar.length().unwrap_or(0) {
@@ -97,6 +100,7 @@ impl Tracker {
     }
 
     pub fn finish(self) -> u64 {
+        crate::telemetry::snapshot_rows(&self.name, self.done, self.estimate);
         if let Some(bar) = &self.bar {
             bar.set_length(self.done);
             bar.finish();

@@ -31,6 +31,7 @@ use crate::progress::Progress;
 use crate::snapshot::{self, SnapshotJob};
 use crate::source::{BinlogReader, Piece};
 use crate::state::{Checkpoint, StateBatch, StateStore};
+use crate::telemetry::{self, Health};
 
 /// How a stream is run.
 #[derive(Clone, Debug)]
@@ -76,6 +77,7 @@ pub async fn stream(
     c: &Connected,
     state: &StateStore,
     options: &StreamOptions,
+    health: Arc<Health>,
     shutdown: CancellationToken,
 ) -> Result<()> {
     let checkpoint = state.checkpoint()?.ok_or_else(|| {
@@ -93,7 +95,14 @@ pub async fn stream(
         checkpoint,
         target,
         redis: Incident::new("Redis"),
+        health,
+        catch_up: CatchUpLog::new(),
     };
+    replicator.health.set_redis_up(true);
+    telemetry::checkpoint(
+        &replicator.checkpoint.position,
+        replicator.checkpoint.committed_at,
+    );
     replicator.ensure_namespace().await?;
     replicator.run().await
 }
@@ -106,6 +115,8 @@ struct Replicator<'a> {
     checkpoint: Checkpoint,
     target: Option<BinlogPosition>,
     redis: Incident,
+    health: Arc<Health>,
+    catch_up: CatchUpLog,
 }
 
 impl Replicator<'_> {
@@ -126,6 +137,8 @@ impl Replicator<'_> {
                 Phase::Connecting => match self.stream_once(&mut source, &mut backoff).await {
                     Ok(()) => Phase::Stopped,
                     Err(e) if e.is_transient() => {
+                        self.health.set_mysql_up(false);
+                        self.health.set_streaming(false);
                         source.failed(&e, &self.checkpoint.position);
                         Phase::Waiting(backoff.delay())
                     }
@@ -157,6 +170,8 @@ impl Replicator<'_> {
         )
         .await?;
         tracing::info!(position = %self.checkpoint.position, "streaming the binlog");
+        self.health.set_mysql_up(true);
+        self.health.set_streaming(true);
         let (tx, mut rx) = mpsc::channel(64);
         // Read-ahead is bounded by rows, not pieces: a piece may hold up to
         // max_transaction_rows row changes.
@@ -229,18 +244,27 @@ impl Replicator<'_> {
                 self.options.max_transaction_rows
             );
         }
+        let (timestamp, heartbeat) = (last.timestamp, last.heartbeat);
         let mut budget = Vec::with_capacity(group.len());
+        let mut transactions = 0;
         for Budgeted {
             piece,
             _rows: permit,
         } in group
         {
+            transactions += u64::from(piece.ends_transaction && !piece.changes.is_empty());
             for change in piece.changes {
+                telemetry::row_event(&change);
                 apply(change, &mut overlay, keys, now, &mut out)?;
             }
             budget.push(permit);
         }
         finish_group(&overlay, keys, now, &mut out)?;
+        self.report_lag(now, timestamp, heartbeat, out.rows);
+        let moved = position != self.checkpoint.position || skip_rows != self.checkpoint.skip_rows;
+        if out.commands.is_empty() && !moved {
+            return Ok(true);
+        }
 
         let marker_present = match self.write(&out).await? {
             Some(present) => present,
@@ -254,6 +278,8 @@ impl Replicator<'_> {
         };
         self.state
             .commit(StateBatch::from_pending(overlay.pending), &checkpoint)?;
+        telemetry::group_applied(transactions, &out.commands);
+        telemetry::checkpoint(&checkpoint.position, checkpoint.committed_at);
         self.checkpoint = checkpoint;
         if !marker_present {
             self.rebuild_namespace().await?;
@@ -269,10 +295,15 @@ impl Replicator<'_> {
         loop {
             match self.c.sink.write_checked(&out.commands, &marker).await {
                 Ok(present) => {
-                    self.redis.recovered();
+                    if self.redis.recovered() {
+                        telemetry::reconnect("redis");
+                    }
+                    self.health.set_redis_up(true);
                     return Ok(Some(present));
                 }
                 Err(e) if e.is_transient() => {
+                    telemetry::redis_error(true);
+                    self.health.set_redis_up(false);
                     self.redis.failed(&e, &self.checkpoint.position);
                     tokio::select! {
                         _ = tokio::time::sleep(backoff.delay()) => {}
@@ -282,8 +313,29 @@ impl Replicator<'_> {
                         }
                     }
                 }
-                Err(e) => return Err(e),
+                Err(e) => {
+                    telemetry::redis_error(false);
+                    return Err(e);
+                }
             }
+        }
+    }
+
+    /// Lag: now minus the commit time of the last applied event, or zero
+    /// on the server's heartbeat (nothing left to send).
+    fn report_lag(&mut self, now: Timestamp, timestamp: u32, heartbeat: bool, rows: u64) {
+        let lag = if heartbeat {
+            Some(Duration::ZERO)
+        } else if timestamp > 0 {
+            let behind = now.micros() / 1_000_000 - i64::from(timestamp);
+            Some(Duration::from_secs(behind.max(0) as u64))
+        } else {
+            None
+        };
+        if let Some(lag) = lag {
+            self.health.set_lag(lag);
+            telemetry::lag(lag.as_secs_f64());
+            self.catch_up.record(rows, lag, &self.checkpoint.position);
         }
     }
 
@@ -345,6 +397,41 @@ impl Replicator<'_> {
         tracing::info!("{report}");
         self.checkpoint = checkpoint;
         Ok(())
+    }
+}
+
+/// While far behind, a progress line every few seconds.
+struct CatchUpLog {
+    since: Instant,
+    rows: u64,
+}
+
+impl CatchUpLog {
+    const EVERY: Duration = Duration::from_secs(5);
+    const BEHIND: Duration = Duration::from_secs(5);
+
+    fn new() -> Self {
+        CatchUpLog {
+            since: Instant::now(),
+            rows: 0,
+        }
+    }
+
+    fn record(&mut self, rows: u64, lag: Duration, position: &BinlogPosition) {
+        self.rows += rows;
+        let elapsed = self.since.elapsed();
+        if elapsed >= Self::EVERY {
+            if lag >= Self::BEHIND {
+                tracing::info!(
+                    "catching up: {} row events in {:.0}s ({:.0}/s), {}s behind, at {position}",
+                    self.rows,
+                    elapsed.as_secs_f64(),
+                    self.rows as f64 / elapsed.as_secs_f64(),
+                    lag.as_secs()
+                );
+            }
+            *self = CatchUpLog::new();
+        }
     }
 }
 

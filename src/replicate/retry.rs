@@ -56,9 +56,13 @@ impl Incident {
         }
     }
 
-    /// An attempt succeeded; logs the end of the incident, if there was one.
-    pub fn recovered(&mut self) {
-        if let Some(since) = self.since.take() {
+    /// An attempt succeeded; logs the end of the incident, if there was one,
+    /// and says whether there was.
+    pub fn recovered(&mut self) -> bool {
+        let Some(since) = self.since.take() else {
+            return false;
+        };
+        {
             tracing::info!(
                 "{} is back after {:.1}s and {} failed attempts",
                 self.what,
@@ -67,6 +71,7 @@ impl Incident {
             );
             self.attempts = 0;
         }
+        true
     }
 }
 

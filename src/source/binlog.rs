@@ -57,6 +57,8 @@ pub struct Piece {
     pub timestamp: u32,
     /// False for the leading parts of a transaction larger than `max_rows`.
     pub ends_transaction: bool,
+    /// The server's heartbeat: it has nothing more to send, we are caught up.
+    pub heartbeat: bool,
 }
 
 /// A transaction being read.
@@ -222,7 +224,17 @@ impl BinlogReader {
                 }
                 Some(EventData::XidEvent(_)) => committed = true,
                 // A heartbeat's position is the server's, not ours to take.
-                Some(EventData::HeartbeatEvent) => return Ok(self.progress(0)),
+                Some(EventData::HeartbeatEvent) if self.tx.is_none() => {
+                    return Ok(Some(Piece {
+                        changes: Vec::new(),
+                        position: self.position(self.next_offset),
+                        skip_rows: 0,
+                        timestamp: 0,
+                        ends_transaction: true,
+                        heartbeat: true,
+                    }));
+                }
+                Some(EventData::HeartbeatEvent) => return Ok(None),
                 Some(EventData::RowsEvent(rows)) => self.rows(&rows, &start).await?,
                 _ => {}
             }
@@ -243,6 +255,7 @@ impl BinlogReader {
                     skip_rows: tx.seen,
                     timestamp: header.timestamp(),
                     ends_transaction: false,
+                    heartbeat: false,
                 }));
             }
             return Ok(None);
@@ -277,6 +290,7 @@ impl BinlogReader {
             skip_rows: 0,
             timestamp,
             ends_transaction: true,
+            heartbeat: false,
         })
     }
 
@@ -292,6 +306,7 @@ impl BinlogReader {
             skip_rows: 0,
             timestamp,
             ends_transaction: true,
+            heartbeat: false,
         })
     }
 

@@ -189,6 +189,8 @@ impl TestDb {
             .env("KEY_PREFIX", &self.prefix)
             .env("STATE_DIR", &self.state_dir)
             .env("SERVER_ID", self.server_id.to_string())
+            // Tests run side by side: no fixed metrics port unless a test asks.
+            .env("METRICS_ADDR", "off")
             .env("RUST_LOG", "info")
             .kill_on_drop(true);
         cmd

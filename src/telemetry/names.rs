@@ -1,0 +1,157 @@
+//! Every metric the replicator exports, with its meaning, and the functions
+//! that record them.
+
+use metrics::{counter, describe_counter, describe_gauge, gauge, Unit};
+
+use crate::model::{Command, RowChange, SourceRow};
+use crate::position::BinlogPosition;
+
+pub const ROW_EVENTS: &str = "replicator_row_events_total";
+pub const TRANSACTIONS: &str = "replicator_transactions_total";
+pub const GROUPS: &str = "replicator_groups_total";
+pub const REDIS_COMMANDS: &str = "replicator_redis_commands_total";
+pub const REDIS_ERRORS: &str = "replicator_redis_errors_total";
+pub const RECONNECTS: &str = "replicator_reconnects_total";
+pub const CHECKPOINT_FILE: &str = "replicator_checkpoint_file_sequence";
+pub const CHECKPOINT_OFFSET: &str = "replicator_checkpoint_offset_bytes";
+pub const CHECKPOINT_TIME: &str = "replicator_checkpoint_timestamp_seconds";
+pub const LAG: &str = "replicator_lag_seconds";
+pub const SNAPSHOT_ROWS: &str = "replicator_snapshot_rows";
+pub const SNAPSHOT_ROWS_ESTIMATED: &str = "replicator_snapshot_rows_estimated";
+
+/// Registers the descriptions shown in `/metrics`.
+pub fn describe() {
+    describe_counter!(
+        ROW_EVENTS,
+        "Row changes applied, by table and kind (insert, update, delete)."
+    );
+    describe_counter!(
+        TRANSACTIONS,
+        "Source transactions applied (a large one counts once, when its last step is applied)."
+    );
+    describe_counter!(
+        GROUPS,
+        "Groups of transactions written to Redis, each as one MULTI/EXEC."
+    );
+    describe_counter!(REDIS_COMMANDS, "Redis commands written, by command.");
+    describe_counter!(
+        REDIS_ERRORS,
+        "Failed Redis writes, by kind: transient (retried) or fatal."
+    );
+    describe_counter!(
+        RECONNECTS,
+        "Connections re-established after a failure, by target (mysql, redis)."
+    );
+    describe_gauge!(
+        CHECKPOINT_FILE,
+        "Sequence number of the binlog file of the committed checkpoint."
+    );
+    describe_gauge!(
+        CHECKPOINT_OFFSET,
+        Unit::Bytes,
+        "Offset in that file of the committed checkpoint."
+    );
+    describe_gauge!(
+        CHECKPOINT_TIME,
+        Unit::Seconds,
+        "Unix time of the last checkpoint commit."
+    );
+    describe_gauge!(
+        LAG,
+        Unit::Seconds,
+        "Now minus the commit time of the last applied event; 0 when caught up on an idle stream."
+    );
+    describe_gauge!(SNAPSHOT_ROWS, "Rows read so far by the snapshot, by table.");
+    describe_gauge!(
+        SNAPSHOT_ROWS_ESTIMATED,
+        "The server's estimate of each table's rows, at snapshot start."
+    );
+    // Series that only move on an incident exist from the start, at zero.
+    for target in ["mysql", "redis"] {
+        counter!(RECONNECTS, "target" => target).absolute(0);
+    }
+    for kind in ["transient", "fatal"] {
+        counter!(REDIS_ERRORS, "kind" => kind).absolute(0);
+    }
+    counter!(GROUPS).absolute(0);
+    counter!(TRANSACTIONS).absolute(0);
+}
+
+/// One applied row change.
+pub fn row_event(change: &RowChange) {
+    let (kind, row) = match change {
+        RowChange::Insert(row) => ("insert", row),
+        RowChange::Update { after, .. } => ("update", after),
+        RowChange::Delete(row) => ("delete", row),
+    };
+    let table = match row {
+        SourceRow::User(_) => "users",
+        SourceRow::Preferences(_) => "user_preferences",
+        SourceRow::Session(_) => "user_sessions",
+        SourceRow::Attribute(_) => "session_data",
+    };
+    counter!(ROW_EVENTS, "table" => table, "kind" => kind).increment(1);
+}
+
+/// A group written to Redis and committed.
+pub fn group_applied(transactions: u64, commands: &[Command]) {
+    counter!(GROUPS).increment(1);
+    counter!(TRANSACTIONS).increment(transactions);
+    let mut counts = [0u64; 8];
+    for c in commands {
+        counts[command_index(c)] += 1;
+    }
+    for (i, n) in counts.into_iter().enumerate() {
+        if n > 0 {
+            counter!(REDIS_COMMANDS, "command" => COMMAND_NAMES[i]).increment(n);
+        }
+    }
+}
+
+const COMMAND_NAMES: [&str; 8] = [
+    "DEL",
+    "HSET",
+    "HDEL",
+    "EXPIREAT",
+    "ZADD",
+    "ZREM",
+    "ZREMRANGEBYSCORE",
+    "SET",
+];
+
+fn command_index(c: &Command) -> usize {
+    match c {
+        Command::Del(_) => 0,
+        Command::HSet { .. } => 1,
+        Command::HDel { .. } => 2,
+        Command::ExpireAt { .. } => 3,
+        Command::ZAdd { .. } => 4,
+        Command::ZRem { .. } => 5,
+        Command::ZRemExpired { .. } => 6,
+        Command::Set { .. } => 7,
+    }
+}
+
+pub fn redis_error(transient: bool) {
+    let kind = if transient { "transient" } else { "fatal" };
+    counter!(REDIS_ERRORS, "kind" => kind).increment(1);
+}
+
+pub fn reconnect(target: &'static str) {
+    counter!(RECONNECTS, "target" => target).increment(1);
+}
+
+pub fn checkpoint(position: &BinlogPosition, committed_at: i64) {
+    gauge!(CHECKPOINT_FILE).set(position.sequence() as f64);
+    gauge!(CHECKPOINT_OFFSET).set(position.offset as f64);
+    gauge!(CHECKPOINT_TIME).set(committed_at as f64);
+}
+
+pub fn lag(seconds: f64) {
+    gauge!(LAG).set(seconds);
+}
+
+pub fn snapshot_rows(table: &str, rows: u64, estimate: u64) {
+    gauge!(SNAPSHOT_ROWS, "table" => table.to_string()).set(rows as f64);
+    gauge!(SNAPSHOT_ROWS_ESTIMATED, "table" => table.to_string()).set(estimate as f64);
+}
