@@ -18,7 +18,7 @@ pub use apply::{apply, finish_group, GroupOutput};
 pub use change::{RowChange, SourceRow};
 pub use command::Command;
 pub use keys::Keys;
-pub use rows::{Attribute, Bytes, Preferences, Session, User};
+pub use rows::{Attribute, Bytes, Preferences, Session, SessionRef, User};
 pub use session::{
     attribute_field, preference_fields, session_fields, session_hash, user_fields, write_session,
     write_user_index, Field,

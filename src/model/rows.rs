@@ -52,6 +52,33 @@ impl Session {
     }
 }
 
+/// A session as the user → sessions index knows it: its id and expiry,
+/// enough to tell whether it is live without reading the session.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionRef {
+    pub session_id: Bytes,
+    pub expires_at: Option<Timestamp>,
+}
+
+impl SessionRef {
+    pub fn is_live(&self, now: Timestamp) -> bool {
+        self.expires_at.is_some_and(|e| e > now)
+    }
+
+    pub fn expire_at_seconds(&self) -> Option<i64> {
+        self.expires_at.map(Timestamp::ceil_seconds)
+    }
+}
+
+impl From<&Session> for SessionRef {
+    fn from(s: &Session) -> Self {
+        SessionRef {
+            session_id: s.session_id.clone(),
+            expires_at: s.expires_at,
+        }
+    }
+}
+
 /// A `session_data` row.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Attribute {

@@ -1,9 +1,10 @@
 //! A read view of the replicator's state, and an overlay of a group's
 //! pending writes on top of it.
 
-use std::collections::BTreeMap;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
 
-use super::{Attribute, Bytes, Preferences, Session, User};
+use super::{Attribute, Bytes, Preferences, Session, SessionRef, User};
 use crate::error::Result;
 
 /// Reads of the replicator's copy of the four tables.
@@ -13,8 +14,8 @@ pub trait StateView {
     fn session(&self, session_id: &[u8]) -> Result<Option<Session>>;
     /// The session's attributes, ordered by key.
     fn attributes(&self, session_id: &[u8]) -> Result<Vec<Attribute>>;
-    /// Ids of the sessions whose `user_id` is this user, live or not, ordered.
-    fn sessions_of_user(&self, user_id: i64) -> Result<Vec<Bytes>>;
+    /// The sessions whose `user_id` is this user, live or not, ordered by id.
+    fn sessions_of_user(&self, user_id: i64) -> Result<Vec<SessionRef>>;
 }
 
 /// Writes of a group of transactions not yet committed, read through before
@@ -25,14 +26,18 @@ pub struct Pending {
     pub preferences: BTreeMap<i64, Option<Preferences>>,
     pub sessions: BTreeMap<Bytes, Option<Session>>,
     pub attributes: BTreeMap<(Bytes, Bytes), Option<Attribute>>,
-    /// (user id, session id) → present in the user → sessions index.
-    pub index: BTreeMap<(i64, Bytes), bool>,
+    /// (user id, session id) → its entry in the user → sessions index, or
+    /// `None` when removed.
+    pub index: BTreeMap<(i64, Bytes), Option<SessionRef>>,
 }
 
-/// The base state with a group's pending writes on top.
+/// The base state with a group's pending writes on top. Sessions read
+/// from the base are kept for the group: a group reads the same few
+/// sessions many times.
 pub struct Overlay<'a, V> {
     base: &'a V,
     pub pending: Pending,
+    sessions: RefCell<HashMap<Bytes, Option<Session>>>,
 }
 
 impl<'a, V: StateView> Overlay<'a, V> {
@@ -40,6 +45,7 @@ impl<'a, V: StateView> Overlay<'a, V> {
         Overlay {
             base,
             pending: Pending::default(),
+            sessions: RefCell::default(),
         }
     }
 
@@ -65,12 +71,13 @@ impl<'a, V: StateView> Overlay<'a, V> {
             if old.user_id != session.user_id {
                 self.pending
                     .index
-                    .insert((old.user_id, old.session_id.clone()), false);
+                    .insert((old.user_id, old.session_id.clone()), None);
             }
         }
-        self.pending
-            .index
-            .insert((session.user_id, session.session_id.clone()), true);
+        self.pending.index.insert(
+            (session.user_id, session.session_id.clone()),
+            Some(SessionRef::from(&session)),
+        );
         self.pending
             .sessions
             .insert(session.session_id.clone(), Some(session));
@@ -83,7 +90,7 @@ impl<'a, V: StateView> Overlay<'a, V> {
         if let Some(old) = &old {
             self.pending
                 .index
-                .insert((old.user_id, old.session_id.clone()), false);
+                .insert((old.user_id, old.session_id.clone()), None);
         }
         self.pending.sessions.insert(session_id.to_vec(), None);
         Ok(old)
@@ -128,10 +135,17 @@ impl<V: StateView> StateView for Overlay<'_, V> {
     }
 
     fn session(&self, session_id: &[u8]) -> Result<Option<Session>> {
-        match self.pending.sessions.get(session_id) {
-            Some(row) => Ok(row.clone()),
-            None => self.base.session(session_id),
+        if let Some(row) = self.pending.sessions.get(session_id) {
+            return Ok(row.clone());
         }
+        if let Some(row) = self.sessions.borrow().get(session_id) {
+            return Ok(row.clone());
+        }
+        let row = self.base.session(session_id)?;
+        self.sessions
+            .borrow_mut()
+            .insert(session_id.to_vec(), row.clone());
+        Ok(row)
     }
 
     fn attributes(&self, session_id: &[u8]) -> Result<Vec<Attribute>> {
@@ -154,19 +168,22 @@ impl<V: StateView> StateView for Overlay<'_, V> {
         Ok(by_key.into_values().collect())
     }
 
-    fn sessions_of_user(&self, user_id: i64) -> Result<Vec<Bytes>> {
-        let mut ids: std::collections::BTreeSet<Bytes> =
-            self.base.sessions_of_user(user_id)?.into_iter().collect();
-        for ((uid, sid), present) in self.pending.index.range((user_id, Vec::new())..) {
+    fn sessions_of_user(&self, user_id: i64) -> Result<Vec<SessionRef>> {
+        let mut refs: BTreeMap<Bytes, SessionRef> = self
+            .base
+            .sessions_of_user(user_id)?
+            .into_iter()
+            .map(|r| (r.session_id.clone(), r))
+            .collect();
+        for ((uid, sid), entry) in self.pending.index.range((user_id, Vec::new())..) {
             if *uid != user_id {
                 break;
             }
-            if *present {
-                ids.insert(sid.clone());
-            } else {
-                ids.remove(sid);
-            }
+            match entry {
+                Some(r) => refs.insert(sid.clone(), r.clone()),
+                None => refs.remove(sid),
+            };
         }
-        Ok(ids.into_iter().collect())
+        Ok(refs.into_values().collect())
     }
 }

@@ -30,7 +30,7 @@ use crate::position::BinlogPosition;
 use crate::progress::Progress;
 use crate::snapshot::{self, SnapshotJob};
 use crate::source::{BinlogReader, Piece};
-use crate::state::{Checkpoint, StateBatch, StateStore};
+use crate::state::{Checkpoint, StateBatch, StateStore, STATE_FORMAT};
 use crate::telemetry::{self, Health};
 
 /// How a stream is run.
@@ -271,6 +271,7 @@ impl Replicator<'_> {
             None => return Ok(false),
         };
         let checkpoint = Checkpoint {
+            format: STATE_FORMAT,
             position,
             skip_rows,
             snapshot: self.checkpoint.snapshot.clone(),

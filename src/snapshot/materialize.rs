@@ -36,7 +36,17 @@ pub async fn materialize(
     let (tx, rx) = mpsc::channel::<Vec<Command>>(PIPELINES_IN_FLIGHT * 2);
     let producer = {
         let (state, keys, shutdown) = (state.clone(), keys.clone(), shutdown.clone());
-        tokio::task::spawn_blocking(move || produce(&state, &keys, now, &tx, &shutdown))
+        tokio::task::spawn_blocking(move || {
+            model_batches(&state, &keys, now, |batch| {
+                if shutdown.is_cancelled() {
+                    return Err(Error::Interrupted(
+                        "snapshot stopped while writing Redis".into(),
+                    ));
+                }
+                tx.blocking_send(batch)
+                    .map_err(|_| Error::Interrupted("the Redis writer stopped".into()))
+            })
+        })
     };
     let mut writes = ReceiverStream::new(rx)
         .map(|batch| async move { sink.write(&batch, true).await })
@@ -58,14 +68,14 @@ pub async fn materialize(
     }
 }
 
-/// Walks the user → sessions index of the state (grouped by user) and sends
-/// batches of commands.
-fn produce(
+/// The whole model of the state as batches of commands (about 500 sessions
+/// each, every user's index after its sessions), handed to `send` in order.
+/// Walks the user → sessions index of the state, grouped by user.
+pub fn model_batches(
     state: &StateStore,
     keys: &Keys,
     now: Timestamp,
-    tx: &mpsc::Sender<Vec<Command>>,
-    shutdown: &CancellationToken,
+    mut send: impl FnMut(Vec<Command>) -> Result<()>,
 ) -> Result<Materialized> {
     struct UserGroup {
         user_id: i64,
@@ -76,15 +86,6 @@ fn produce(
     let mut done = Materialized::default();
     let mut batch = Vec::with_capacity(COMMANDS_PER_PIPELINE + 8);
     let mut group: Option<UserGroup> = None;
-    let send = |batch: &mut Vec<Command>| -> Result<()> {
-        if shutdown.is_cancelled() {
-            return Err(Error::Interrupted(
-                "snapshot stopped while writing Redis".into(),
-            ));
-        }
-        tx.blocking_send(std::mem::take(batch))
-            .map_err(|_| Error::Interrupted("the Redis writer stopped".into()))
-    };
     let close_group = |group: UserGroup, batch: &mut Vec<Command>| {
         if !group.members.is_empty() {
             batch.extend(model::write_user_index(keys, group.user_id, group.members));
@@ -125,7 +126,7 @@ fn produce(
             None => done.expired += 1,
         }
         if batch.len() >= COMMANDS_PER_PIPELINE {
-            send(&mut batch)?;
+            send(std::mem::take(&mut batch))?;
         }
         Ok(())
     })?;
@@ -133,7 +134,7 @@ fn produce(
         close_group(last, &mut batch);
     }
     if !batch.is_empty() {
-        send(&mut batch)?;
+        send(batch)?;
     }
     Ok(done)
 }
@@ -175,11 +176,10 @@ fn expected(state: &StateStore, keys: &Keys, key: &[u8], now: Timestamp) -> Resu
         return Ok(state.session(session_id)?.is_some_and(|s| s.is_live(now)));
     }
     if let Some(user_id) = keys.parse_user_index(key) {
-        for session_id in state.sessions_of_user(user_id)? {
-            if state.session(&session_id)?.is_some_and(|s| s.is_live(now)) {
-                return Ok(true);
-            }
-        }
+        return Ok(state
+            .sessions_of_user(user_id)?
+            .iter()
+            .any(|r| r.is_live(now)));
     }
     Ok(false)
 }

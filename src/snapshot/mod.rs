@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-pub use materialize::{materialize, remove_stale, Materialized};
+pub use materialize::{materialize, model_batches, remove_stale, Materialized};
 
 use crate::error::{Error, Result};
 use crate::model::{Command, Keys, Timestamp};
@@ -23,7 +23,7 @@ use crate::position::BinlogPosition;
 use crate::progress::Progress;
 use crate::sink::RedisSink;
 use crate::source::{ConsistentRead, Flavor, MySqlSource};
-use crate::state::{Checkpoint, SnapshotInfo, StateStore};
+use crate::state::{Checkpoint, SnapshotInfo, StateStore, STATE_FORMAT};
 
 /// What a snapshot did.
 #[derive(Clone, Debug, Serialize)]
@@ -111,6 +111,7 @@ impl SnapshotJob<'_> {
             )
             .await?;
         let checkpoint = Checkpoint {
+            format: STATE_FORMAT,
             position: position.clone(),
             snapshot,
             committed_at: Timestamp::now().micros() / 1_000_000,

@@ -17,9 +17,16 @@ pub struct SnapshotInfo {
     pub position: BinlogPosition,
 }
 
+/// Version of the state's layout; a state of another version is not read,
+/// and the next `run` takes a fresh snapshot.
+pub const STATE_FORMAT: u32 = 2;
+
 /// The committed progress of the replicator. Exists only after a complete snapshot.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Checkpoint {
+    /// [`STATE_FORMAT`] of the replicator that wrote the state.
+    #[serde(default)]
+    pub format: u32,
     /// The state describes the source as of this position...
     pub position: BinlogPosition,
     /// ...plus this many row changes of the transaction that starts there

@@ -7,8 +7,10 @@
 //! | `p` user_id                            | `Preferences`|
 //! | `s` session_id                         | `Session`    |
 //! | `a` len(session_id) session_id attr_key | `Attribute`  |
-//! | `i` user_id session_id                 | (empty)      |
+//! | `i` user_id session_id                 | expires_at, µs (8 bytes, big-endian; empty when unknown) |
 //! | `~checkpoint`                          | JSON `Checkpoint` |
+
+use crate::model::Timestamp;
 
 pub const CHECKPOINT: &[u8] = b"~checkpoint";
 pub const INDEX: &[u8] = b"i";
@@ -56,4 +58,16 @@ pub fn parse_index(key: &[u8]) -> Option<(i64, &[u8])> {
     let (raw, session_id) = rest.split_at_checked(8)?;
     let user_id = (u64::from_be_bytes(raw.try_into().ok()?) ^ (1 << 63)) as i64;
     Some((user_id, session_id))
+}
+
+/// The value of an index entry: the session's `expires_at`.
+pub fn index_value(expires_at: Option<Timestamp>) -> Vec<u8> {
+    expires_at
+        .map(|t| t.micros().to_be_bytes().to_vec())
+        .unwrap_or_default()
+}
+
+pub fn parse_index_value(value: &[u8]) -> Option<Timestamp> {
+    let micros = i64::from_be_bytes(value.try_into().ok()?);
+    Some(Timestamp::from_micros(micros))
 }

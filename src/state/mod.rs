@@ -19,11 +19,11 @@ use rocksdb::{
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-pub use checkpoint::{Checkpoint, SnapshotInfo};
+pub use checkpoint::{Checkpoint, SnapshotInfo, STATE_FORMAT};
 
 use crate::error::{Error, Result};
 use crate::model::view::Pending;
-use crate::model::{Attribute, Bytes, Preferences, Session, StateView, User};
+use crate::model::{Attribute, Preferences, Session, SessionRef, StateView, User};
 
 /// A handle on the state directory. Cheap to clone.
 #[derive(Clone)]
@@ -91,9 +91,18 @@ impl StateStore {
         let Some(raw) = self.db.get(keys::CHECKPOINT).map_err(|e| self.err(e))? else {
             return Ok(None);
         };
-        serde_json::from_slice(&raw)
-            .map(Some)
-            .map_err(|e| self.err(format!("checkpoint is unreadable: {e}")))
+        let checkpoint: Checkpoint = serde_json::from_slice(&raw)
+            .map_err(|e| self.err(format!("checkpoint is unreadable: {e}")))?;
+        if checkpoint.format != STATE_FORMAT {
+            tracing::warn!(
+                "the state in {} was written in format {} (this replicator reads {STATE_FORMAT}): \
+                 it is set aside and a fresh snapshot is taken",
+                self.path.display(),
+                checkpoint.format
+            );
+            return Ok(None);
+        }
+        Ok(Some(checkpoint))
     }
 
     /// Removes the checkpoint and every row: the start of a snapshot.
@@ -121,10 +130,16 @@ impl StateStore {
         self.scan(&keys::attributes_of(session_id), |_, v| self.decode(v))
     }
 
-    /// The ids of the sessions whose `user_id` is this user, live or not.
-    pub fn sessions_of_user(&self, user_id: i64) -> Result<Vec<Bytes>> {
+    /// The sessions whose `user_id` is this user, live or not, with their
+    /// expiry, from the index alone.
+    pub fn sessions_of_user(&self, user_id: i64) -> Result<Vec<SessionRef>> {
         let prefix = keys::index_of(user_id);
-        self.scan(&prefix, |k, _| Ok(k[prefix.len()..].to_vec()))
+        self.scan(&prefix, |k, v| {
+            Ok(SessionRef {
+                session_id: k[prefix.len()..].to_vec(),
+                expires_at: keys::parse_index_value(v),
+            })
+        })
     }
 
     /// Calls `f` with every (user id, session id) of the user → sessions
@@ -222,7 +237,7 @@ impl StateView for StateStore {
         StateStore::attributes(self, session_id)
     }
 
-    fn sessions_of_user(&self, user_id: i64) -> Result<Vec<Bytes>> {
+    fn sessions_of_user(&self, user_id: i64) -> Result<Vec<SessionRef>> {
         StateStore::sessions_of_user(self, user_id)
     }
 }
@@ -262,12 +277,11 @@ impl StateBatch {
                 None => b.delete_attribute(&session_id, &key),
             }
         }
-        for ((user_id, session_id), present) in pending.index {
+        for ((user_id, session_id), entry) in pending.index {
             let key = keys::index(user_id, &session_id);
-            if present {
-                b.batch.put(key, []);
-            } else {
-                b.batch.delete(key);
+            match entry {
+                Some(r) => b.batch.put(key, keys::index_value(r.expires_at)),
+                None => b.batch.delete(key),
             }
         }
         b
@@ -296,8 +310,10 @@ impl StateBatch {
     pub fn put_session(&mut self, session: &Session) {
         self.batch
             .put(keys::session(&session.session_id), encode(session));
-        self.batch
-            .put(keys::index(session.user_id, &session.session_id), []);
+        self.batch.put(
+            keys::index(session.user_id, &session.session_id),
+            keys::index_value(session.expires_at),
+        );
     }
 
     /// Removes the session row and its index entry (not its attributes).

@@ -57,6 +57,7 @@ fn rows_index_and_checkpoint_round_trip() {
     assert!(store.checkpoint().unwrap().is_none());
     let position = BinlogPosition::new("binlog.000001", 4);
     let checkpoint = Checkpoint {
+        format: STATE_FORMAT,
         position: position.clone(),
         snapshot: SnapshotInfo {
             id: "snap".into(),
@@ -79,8 +80,19 @@ fn rows_index_and_checkpoint_round_trip() {
         .collect();
     assert_eq!(attrs, [b"a".to_vec(), b"b".to_vec()]);
     assert_eq!(
-        store.sessions_of_user(1).unwrap(),
+        store
+            .sessions_of_user(1)
+            .unwrap()
+            .into_iter()
+            .map(|r| r.session_id)
+            .collect::<Vec<_>>(),
         [b"s1".to_vec(), b"s2".to_vec()]
+    );
+    // The index carries each session's expiry.
+    let refs = store.sessions_of_user(1).unwrap();
+    assert_eq!(
+        refs[0].expires_at,
+        Some(Timestamp::from_parts(2_000_000_000, 0))
     );
     let mut entries = Vec::new();
     store

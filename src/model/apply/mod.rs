@@ -27,7 +27,7 @@ use super::session::{
 };
 use super::{
     attribute_field, Attribute, Bytes, Command, Keys, Overlay, Preferences, RowChange, Session,
-    SourceRow, StateView, Timestamp, User,
+    SessionRef, SourceRow, StateView, Timestamp, User,
 };
 use crate::error::Result;
 
@@ -71,12 +71,13 @@ pub fn finish_group<V: StateView>(
     out: &mut GroupOutput,
 ) -> Result<()> {
     for user_id in std::mem::take(&mut out.dirty_users) {
-        let mut members = Vec::new();
-        for session_id in view.sessions_of_user(user_id)? {
-            if let Some(s) = view.session(&session_id)?.filter(|s| s.is_live(now)) {
-                members.push((s.expire_at_seconds().unwrap_or_default(), s.session_id));
-            }
-        }
+        // The index knows each session's expiry: no session is read.
+        let members = view
+            .sessions_of_user(user_id)?
+            .into_iter()
+            .filter(|r| r.is_live(now))
+            .map(|r| (r.expire_at_seconds().unwrap_or_default(), r.session_id))
+            .collect();
         out.commands
             .extend(write_user_index(keys, user_id, members));
     }
@@ -155,8 +156,8 @@ impl<V: StateView> Ctx<'_, '_, V> {
     fn delete_user(&mut self, user_id: i64) -> Result<()> {
         self.view.delete_user(user_id);
         self.view.delete_preferences(user_id);
-        for session_id in self.view.sessions_of_user(user_id)? {
-            self.delete_session(&session_id)?;
+        for session in self.view.sessions_of_user(user_id)? {
+            self.delete_session(&session.session_id)?;
         }
         self.out.dirty_users.insert(user_id);
         Ok(())
@@ -177,8 +178,9 @@ impl<V: StateView> Ctx<'_, '_, V> {
     }
 
     fn set_fields_of_live_sessions(&mut self, user_id: i64, fields: &[Field]) -> Result<()> {
-        for session_id in self.view.sessions_of_user(user_id)? {
-            if let Some(session) = self.live_session(&session_id)? {
+        // The index knows each session's expiry: no session is read.
+        for session in self.view.sessions_of_user(user_id)? {
+            if session.is_live(self.now) {
                 self.set_fields(&session, fields);
             }
         }
@@ -206,7 +208,7 @@ impl<V: StateView> Ctx<'_, '_, V> {
                     .filter(|(new, old)| new.1 != old.1)
                     .map(|(new, _)| new)
                     .collect();
-                self.set_fields(&session, &changed);
+                self.set_fields(&SessionRef::from(&session), &changed);
                 Ok(())
             }
             old => {
@@ -266,7 +268,7 @@ impl<V: StateView> Ctx<'_, '_, V> {
         let session = self.live_session(&attr.session_id)?;
         self.view.put_attribute(attr);
         if let Some(session) = session {
-            self.set_named(&session, vec![(name, value)]);
+            self.set_named(&SessionRef::from(&session), vec![(name, value)]);
         }
         Ok(())
     }
@@ -275,7 +277,7 @@ impl<V: StateView> Ctx<'_, '_, V> {
         self.view.delete_attribute(&attr.session_id, &attr.key);
         if let Some(session) = self.live_session(&attr.session_id)? {
             let (name, _) = attribute_field(attr);
-            self.set_named(&session, vec![(name, None)]);
+            self.set_named(&SessionRef::from(&session), vec![(name, None)]);
         }
         Ok(())
     }
@@ -289,7 +291,7 @@ impl<V: StateView> Ctx<'_, '_, V> {
             .filter(|s| s.is_live(self.now)))
     }
 
-    fn set_fields(&mut self, session: &Session, fields: &[Field]) {
+    fn set_fields(&mut self, session: &SessionRef, fields: &[Field]) {
         let named = fields
             .iter()
             .map(|(name, value)| (name.as_bytes().to_vec(), value.clone()))
@@ -299,7 +301,7 @@ impl<V: StateView> Ctx<'_, '_, V> {
 
     /// `HSET` of the present values and `HDEL` of the absent ones on a live
     /// session's hash, with its `EXPIREAT` after any `HSET`.
-    fn set_named(&mut self, session: &Session, fields: Vec<(Bytes, Option<Bytes>)>) {
+    fn set_named(&mut self, session: &SessionRef, fields: Vec<(Bytes, Option<Bytes>)>) {
         let key = self.keys.session(&session.session_id);
         let (set, unset): (Vec<_>, Vec<_>) = fields.into_iter().partition(|(_, v)| v.is_some());
         if !unset.is_empty() {

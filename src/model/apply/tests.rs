@@ -33,12 +33,12 @@ impl StateView for Mem {
             .map(|(_, a)| a.clone())
             .collect())
     }
-    fn sessions_of_user(&self, id: i64) -> Result<Vec<Bytes>> {
+    fn sessions_of_user(&self, id: i64) -> Result<Vec<SessionRef>> {
         Ok(self
             .index
             .keys()
             .filter(|(u, _)| *u == id)
-            .map(|(_, s)| s.clone())
+            .map(|(_, s)| SessionRef::from(&self.sessions[s]))
             .collect())
     }
 }
@@ -69,12 +69,11 @@ impl Mem {
                 None => self.attrs.remove(&k),
             };
         }
-        for (k, present) in p.index {
-            if present {
-                self.index.insert(k, ());
-            } else {
-                self.index.remove(&k);
-            }
+        for (k, entry) in p.index {
+            match entry {
+                Some(_) => self.index.insert(k, ()),
+                None => self.index.remove(&k),
+            };
         }
     }
 }

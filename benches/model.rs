@@ -1,0 +1,225 @@
+//! Micro-benchmarks of the pure hot paths: decoding a row's values, the
+//! model (row change + state → Redis commands), and RESP encoding.
+//!
+//!     cargo bench --bench model
+
+use std::collections::BTreeMap;
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use mysql_async::Value;
+use replicator::error::Result;
+use replicator::model::{
+    apply, finish_group, write_session, Attribute, Bytes, GroupOutput, Keys, Overlay, Preferences,
+    RowChange, Session, SessionRef, SourceRow, StateView, Timestamp, User,
+};
+use replicator::sink::pipeline;
+use replicator::source::TableRows;
+
+const NOW: i64 = 1_800_000_000;
+
+/// A state of one user with ten sessions of three attributes each.
+#[derive(Default)]
+struct Mem {
+    users: BTreeMap<i64, User>,
+    prefs: BTreeMap<i64, Preferences>,
+    sessions: BTreeMap<Bytes, Session>,
+    attrs: BTreeMap<Bytes, Vec<Attribute>>,
+}
+
+impl StateView for Mem {
+    fn user(&self, id: i64) -> Result<Option<User>> {
+        Ok(self.users.get(&id).cloned())
+    }
+    fn preferences(&self, id: i64) -> Result<Option<Preferences>> {
+        Ok(self.prefs.get(&id).cloned())
+    }
+    fn session(&self, id: &[u8]) -> Result<Option<Session>> {
+        Ok(self.sessions.get(id).cloned())
+    }
+    fn attributes(&self, id: &[u8]) -> Result<Vec<Attribute>> {
+        Ok(self.attrs.get(id).cloned().unwrap_or_default())
+    }
+    fn sessions_of_user(&self, id: i64) -> Result<Vec<SessionRef>> {
+        Ok(self
+            .sessions
+            .values()
+            .filter(|s| s.user_id == id)
+            .map(SessionRef::from)
+            .collect())
+    }
+}
+
+fn session(i: usize) -> Session {
+    Session {
+        session_id: format!("sess-{i:08}-abcdef").into_bytes(),
+        user_id: 1,
+        ip_address: Some(b"192.0.2.1".to_vec()),
+        user_agent: Some(
+            b"Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/126.0".to_vec(),
+        ),
+        created_at: Some(Timestamp::from_parts(NOW - 3600, 0)),
+        expires_at: Some(Timestamp::from_parts(NOW + 3600, 0)),
+        last_activity_at: Some(Timestamp::from_parts(NOW - 60, 250_000)),
+    }
+}
+
+fn attribute(i: usize, k: usize) -> Attribute {
+    Attribute {
+        session_id: format!("sess-{i:08}-abcdef").into_bytes(),
+        key: format!("key{k}").into_bytes(),
+        value: Some(br#"{"items":[{"sku":"SKU-1","qty":2}],"currency":"EUR"}"#.to_vec()),
+    }
+}
+
+fn state() -> Mem {
+    let mut m = Mem::default();
+    m.users.insert(
+        1,
+        User {
+            user_id: 1,
+            username: b"alice".to_vec(),
+            email: b"alice@example.com".to_vec(),
+        },
+    );
+    m.prefs.insert(
+        1,
+        Preferences {
+            user_id: 1,
+            theme: Some(b"dark".to_vec()),
+            language: Some(b"en".to_vec()),
+            notifications_enabled: Some(true),
+        },
+    );
+    for i in 0..10 {
+        let s = session(i);
+        m.attrs.insert(
+            s.session_id.clone(),
+            (0..3).map(|k| attribute(i, k)).collect(),
+        );
+        m.sessions.insert(s.session_id.clone(), s);
+    }
+    m
+}
+
+fn decode(c: &mut Criterion) {
+    let values = || {
+        vec![
+            Value::Bytes(b"sess-00000001-abcdef".to_vec()),
+            Value::Int(42),
+            Value::Bytes(b"192.0.2.1".to_vec()),
+            Value::Bytes(b"Mozilla/5.0 (X11; Linux x86_64)".to_vec()),
+            Value::Bytes(b"1700000000".to_vec()),
+            Value::Bytes(b"1800000000.250000".to_vec()),
+            Value::NULL,
+        ]
+    };
+    let mut g = c.benchmark_group("decode");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("user_sessions row", |b| {
+        b.iter_batched(
+            values,
+            |v| TableRows::Sessions.decode(v).unwrap(),
+            BatchSize::SmallInput,
+        )
+    });
+    g.finish();
+}
+
+fn model(c: &mut Criterion) {
+    let keys = Keys::new("app:");
+    let now = Timestamp::from_parts(NOW, 0);
+    let base = state();
+    let mut g = c.benchmark_group("model");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("full session hash", |b| {
+        let s = session(0);
+        let attrs = base.attrs[&s.session_id].clone();
+        b.iter(|| {
+            write_session(
+                &keys,
+                now,
+                &s,
+                base.users.get(&1),
+                base.prefs.get(&1),
+                &attrs,
+            )
+        })
+    });
+    g.bench_function("session_data insert", |b| {
+        b.iter(|| {
+            let mut overlay = Overlay::new(&base);
+            let mut out = GroupOutput::default();
+            let change = RowChange::Insert(SourceRow::Attribute(attribute(3, 7)));
+            apply(change, &mut overlay, &keys, now, &mut out).unwrap();
+            finish_group(&overlay, &keys, now, &mut out).unwrap();
+            out
+        })
+    });
+    g.bench_function("users update (fan-out to 10 sessions)", |b| {
+        b.iter(|| {
+            let mut overlay = Overlay::new(&base);
+            let mut out = GroupOutput::default();
+            let before = SourceRow::User(base.users[&1].clone());
+            let after = SourceRow::User(User {
+                user_id: 1,
+                username: b"alicia".to_vec(),
+                email: b"a@x".to_vec(),
+            });
+            apply(
+                RowChange::Update { before, after },
+                &mut overlay,
+                &keys,
+                now,
+                &mut out,
+            )
+            .unwrap();
+            out
+        })
+    });
+    g.bench_function("user_sessions insert (full hash + index)", |b| {
+        b.iter(|| {
+            let mut overlay = Overlay::new(&base);
+            let mut out = GroupOutput::default();
+            apply(
+                RowChange::Insert(SourceRow::Session(session(99))),
+                &mut overlay,
+                &keys,
+                now,
+                &mut out,
+            )
+            .unwrap();
+            finish_group(&overlay, &keys, now, &mut out).unwrap();
+            out
+        })
+    });
+    g.finish();
+}
+
+fn resp(c: &mut Criterion) {
+    let keys = Keys::new("app:");
+    let now = Timestamp::from_parts(NOW, 0);
+    let base = state();
+    let commands: Vec<_> = (0..10)
+        .flat_map(|i| {
+            let s = session(i);
+            write_session(
+                &keys,
+                now,
+                &s,
+                base.users.get(&1),
+                base.prefs.get(&1),
+                &base.attrs[&s.session_id],
+            )
+            .unwrap()
+        })
+        .collect();
+    let mut g = c.benchmark_group("resp");
+    g.throughput(Throughput::Elements(10));
+    g.bench_function("10 full sessions as one MULTI/EXEC", |b| {
+        b.iter(|| pipeline(&commands, true).get_packed_pipeline())
+    });
+    g.finish();
+}
+
+criterion_group!(benches, decode, model, resp);
+criterion_main!(benches);
