@@ -30,7 +30,7 @@ use crate::position::BinlogPosition;
 use crate::progress::Progress;
 use crate::snapshot::{self, SnapshotJob};
 use crate::source::{BinlogReader, Piece};
-use crate::state::{Checkpoint, StateBatch, StateStore, STATE_FORMAT};
+use crate::state::{Checkpoint, StateBatch, StateReader, StateStore, STATE_FORMAT};
 use crate::telemetry::{self, Health};
 
 /// How a stream is run.
@@ -233,7 +233,8 @@ impl Replicator<'_> {
     async fn apply(&mut self, group: Vec<Budgeted>) -> Result<bool> {
         let now = Timestamp::now();
         let keys = &self.c.keys;
-        let mut overlay = Overlay::new(self.state);
+        let reader = StateReader::new(self.state);
+        let mut overlay = Overlay::new(&reader);
         let mut out = GroupOutput::default();
         let last = &group.last().expect("a group has a piece").piece;
         let (position, skip_rows) = (last.position.clone(), last.skip_rows);

@@ -7,9 +7,10 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, Result};
+use crate::model::StateView;
 use crate::model::{self, Bytes, Command, Keys, Preferences, Timestamp, User};
 use crate::sink::RedisSink;
-use crate::state::StateStore;
+use crate::state::{StateReader, StateStore};
 
 /// Commands per pipeline (about 500 sessions).
 const COMMANDS_PER_PIPELINE: usize = 1_500;
@@ -92,6 +93,7 @@ pub fn model_batches(
         }
     };
 
+    let reader = StateReader::new(state);
     state.for_each_index_entry(|user_id, session_id| {
         if group.as_ref().is_none_or(|g| g.user_id != user_id) {
             if let Some(previous) = group.take() {
@@ -99,16 +101,16 @@ pub fn model_batches(
             }
             group = Some(UserGroup {
                 user_id,
-                user: state.user(user_id)?,
-                prefs: state.preferences(user_id)?,
+                user: reader.user(user_id)?,
+                prefs: reader.preferences(user_id)?,
                 members: Vec::new(),
             });
         }
         let g = group.as_mut().expect("group was just set");
-        let Some(session) = state.session(session_id)? else {
+        let Some(session) = reader.session(session_id)? else {
             return Ok(());
         };
-        let attributes = state.attributes(session_id)?;
+        let attributes = reader.attributes(session_id)?;
         match model::write_session(
             keys,
             now,
@@ -153,12 +155,10 @@ pub async fn remove_stale(
         let mut cursor = 0;
         loop {
             let (next, found) = sink.scan_page(&pattern, cursor).await?;
-            let mut stale = Vec::new();
-            for key in found {
-                if !expected(state, keys, &key, now)? {
-                    stale.push(Command::Del(key));
-                }
-            }
+            let stale: Vec<Command> = unexpected(state, keys, found, now)?
+                .into_iter()
+                .map(Command::Del)
+                .collect();
             removed += stale.len() as u64;
             sink.write(&stale, false).await?;
             if next == 0 {
@@ -170,16 +170,35 @@ pub async fn remove_stale(
     Ok(removed)
 }
 
-/// Whether the model of the state gives this key of the namespace.
-fn expected(state: &StateStore, keys: &Keys, key: &[u8], now: Timestamp) -> Result<bool> {
-    if let Some(session_id) = keys.parse_session(key) {
-        return Ok(state.session(session_id)?.is_some_and(|s| s.is_live(now)));
+/// The keys of a SCAN page that the model of the state does not give.
+fn unexpected(
+    state: &StateStore,
+    keys: &Keys,
+    found: Vec<Bytes>,
+    now: Timestamp,
+) -> Result<Vec<Bytes>> {
+    let reader = StateReader::new(state);
+    let (sessions, others): (Vec<Bytes>, Vec<Bytes>) = found
+        .into_iter()
+        .partition(|k| keys.parse_session(k).is_some());
+    let ids = sessions.iter().filter_map(|k| keys.parse_session(k));
+    let mut stale = Vec::new();
+    for (key, session) in sessions.iter().zip(state.sessions(ids)?) {
+        if !session.is_some_and(|s| s.is_live(now)) {
+            stale.push(key.clone());
+        }
     }
-    if let Some(user_id) = keys.parse_user_index(key) {
-        return Ok(state
-            .sessions_of_user(user_id)?
-            .iter()
-            .any(|r| r.is_live(now)));
+    for key in others {
+        let live = match keys.parse_user_index(&key) {
+            Some(user_id) => reader
+                .sessions_of_user(user_id)?
+                .iter()
+                .any(|r| r.is_live(now)),
+            None => false,
+        };
+        if !live {
+            stale.push(key);
+        }
     }
-    Ok(false)
+    Ok(stale)
 }

@@ -9,6 +9,7 @@
 
 mod checkpoint;
 mod keys;
+mod reader;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -20,6 +21,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 pub use checkpoint::{Checkpoint, SnapshotInfo, STATE_FORMAT};
+pub use reader::StateReader;
 
 use crate::error::{Error, Result};
 use crate::model::view::Pending;
@@ -123,6 +125,21 @@ impl StateStore {
 
     pub fn session(&self, session_id: &[u8]) -> Result<Option<Session>> {
         self.get(&keys::session(session_id))
+    }
+
+    /// Several sessions in one read (`None` where a session does not exist).
+    pub fn sessions<'k>(
+        &self,
+        ids: impl IntoIterator<Item = &'k [u8]>,
+    ) -> Result<Vec<Option<Session>>> {
+        self.db
+            .multi_get(ids.into_iter().map(keys::session))
+            .into_iter()
+            .map(|raw| match raw.map_err(|e| self.err(e))? {
+                Some(raw) => self.decode(&raw).map(Some),
+                None => Ok(None),
+            })
+            .collect()
     }
 
     /// The session's attributes, ordered by key.
