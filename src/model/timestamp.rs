@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 
 /// A MySQL `TIMESTAMP` as microseconds since the Unix epoch, UTC.
@@ -69,11 +69,12 @@ impl fmt::Display for Timestamp {
         let Some(dt) = DateTime::<Utc>::from_timestamp_micros(self.0) else {
             return write!(f, "@{}us", self.0);
         };
-        if self.0.rem_euclid(MICROS) == 0 {
-            write!(f, "{}", dt.format("%Y-%m-%dT%H:%M:%SZ"))
+        let precision = if self.0.rem_euclid(MICROS) == 0 {
+            SecondsFormat::Secs
         } else {
-            write!(f, "{}", dt.format("%Y-%m-%dT%H:%M:%S%.6fZ"))
-        }
+            SecondsFormat::Micros
+        };
+        f.write_str(&dt.to_rfc3339_opts(precision, true))
     }
 }
 

@@ -54,7 +54,7 @@ impl StreamOptions {
             exit_when_caught_up: false,
             resnapshot_if_needed: false,
             max_transaction_rows: 50_000,
-            group_rows: 5_000,
+            group_rows: 20_000,
             group_delay: Duration::from_millis(5),
         }
     }
@@ -261,9 +261,9 @@ impl Replicator<'_> {
             budget.push(permit);
         }
         finish_group(&overlay, keys, now, &mut out)?;
-        self.report_lag(now, timestamp, heartbeat, out.rows);
         let moved = position != self.checkpoint.position || skip_rows != self.checkpoint.skip_rows;
         if out.commands.is_empty() && !moved {
+            self.report_lag(now, timestamp, heartbeat, out.rows);
             return Ok(true);
         }
 
@@ -279,10 +279,13 @@ impl Replicator<'_> {
             committed_at: now.micros() / 1_000_000,
         };
         self.state
-            .commit(StateBatch::from_pending(overlay.pending), &checkpoint)?;
+            .commit_unsynced(StateBatch::from_pending(overlay.pending), &checkpoint)?;
         telemetry::group_applied(transactions, &out.commands);
         telemetry::checkpoint(&checkpoint.position, checkpoint.committed_at);
         self.checkpoint = checkpoint;
+        // Only what Redis acknowledged counts: the lag (and so readiness)
+        // moves after the write, never before it.
+        self.report_lag(Timestamp::now(), timestamp, heartbeat, out.rows);
         if !marker_present {
             self.rebuild_namespace().await?;
         }

@@ -84,11 +84,27 @@ impl SnapshotJob<'_> {
             load::load_tables(&mut read, self.state, &self.progress, &self.shutdown, None).await?;
         read.finish().await?;
         self.check_shutdown()?;
+        let secs = |since: Instant| since.elapsed().as_secs_f64();
+        tracing::info!(
+            "snapshot: tables read into the state in {:.1}s",
+            secs(started)
+        );
 
+        let phase = Instant::now();
         let now = Timestamp::now();
         let written = materialize(self.state, self.sink, self.keys, now, &self.shutdown).await?;
         self.check_shutdown()?;
+        tracing::info!(
+            "snapshot: {} sessions written in {:.1}s",
+            written.sessions,
+            secs(phase)
+        );
+        let phase = Instant::now();
         let stale = materialize::remove_stale(self.state, self.sink, self.keys, now).await?;
+        tracing::info!(
+            "snapshot: {stale} stale keys removed in {:.1}s",
+            secs(phase)
+        );
 
         let snapshot = SnapshotInfo {
             id: format!(

@@ -50,7 +50,7 @@ impl PrivateServices {
         let dir =
             std::env::temp_dir().join(format!("replicator-private-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        let s = PrivateServices {
+        let mut s = PrivateServices {
             dir,
             mariadb_port: free_port(),
             redis_port: free_port(),
@@ -58,8 +58,22 @@ impl PrivateServices {
             mariadb_args: mariadb_args.to_string(),
             redis_args: redis_args.to_string(),
         };
+        // A free port can be taken by another test between the check and
+        // the server's start: try again on other ports.
+        for _ in 0..2 {
+            if s.try_up(which).status.success() {
+                return s;
+            }
+            s.down(Which::Both);
+            s.mariadb_port = free_port();
+            s.redis_port = free_port();
+        }
         s.up(which);
         s
+    }
+
+    fn try_up(&self, which: Which) -> std::process::Output {
+        self.script(&["start", which.arg()])
     }
 
     /// A private MariaDB (and the shared Redis).
@@ -86,7 +100,7 @@ impl PrivateServices {
 
     /// Starts (again) one or both of this instance's servers.
     pub fn up(&self, which: Which) {
-        let out = self.script(&["start", which.arg()]);
+        let out = self.try_up(which);
         assert!(
             out.status.success(),
             "scripts/services start failed:\n{}",
