@@ -17,7 +17,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use futures_util::StreamExt;
 use mysql_async::prelude::Queryable;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -439,47 +438,46 @@ async fn w3(env: &Env, args: &Args, rows: &mut Vec<Row>) {
         assert!(Instant::now() < deadline, "the sidecar did not catch up");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let old: Option<String> = redis::cmd("CONFIG")
-        .arg("GET")
-        .arg("notify-keyspace-events")
-        .query_async::<Vec<String>>(&mut control)
-        .await
-        .unwrap()
-        .into_iter()
-        .nth(1);
-    let () = redis::cmd("CONFIG")
-        .arg("SET")
-        .arg("notify-keyspace-events")
-        .arg("Kh")
-        .query_async(&mut control)
-        .await
-        .unwrap();
-
-    let sent: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    // Each write puts a unique value in one session's user_agent; a poller
+    // reads the pending sessions back (one pipeline every millisecond) and
+    // takes the time when the value shows up.
+    let sent: Arc<Mutex<HashMap<String, (String, Instant)>>> = Arc::default();
     let latencies: Arc<Mutex<Vec<Duration>>> = Arc::default();
-    let mut pubsub = client.get_async_pubsub().await.unwrap();
-    pubsub
-        .psubscribe(format!("__keyspace@9__:{PREFIX}session:*"))
-        .await
-        .unwrap();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let watcher = {
-        let (sent, latencies, client) = (sent.clone(), latencies.clone(), client.clone());
+        let (sent, latencies, client, stop) = (
+            sent.clone(),
+            latencies.clone(),
+            client.clone(),
+            stop.clone(),
+        );
         tokio::spawn(async move {
             let mut reader = client.get_multiplexed_async_connection().await.unwrap();
-            let mut messages = pubsub.into_on_message();
-            while let Some(msg) = messages.next().await {
-                let channel: String = msg.get_channel_name().to_string();
-                let key = channel.trim_start_matches("__keyspace@9__:");
-                let ua: Option<String> = redis::cmd("HGET")
-                    .arg(key)
-                    .arg("user_agent")
-                    .query_async(&mut reader)
-                    .await
-                    .unwrap_or(None);
-                let Some(ua) = ua else { continue };
-                if let Some(at) = sent.lock().unwrap().remove(&ua) {
-                    latencies.lock().unwrap().push(at.elapsed());
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let pending: Vec<(String, String)> = sent
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .map(|(v, (k, _))| (v.clone(), k.clone()))
+                    .collect();
+                if !pending.is_empty() {
+                    let mut pipe = redis::pipe();
+                    for (_, key) in &pending {
+                        pipe.cmd("HGET").arg(key).arg("user_agent");
+                    }
+                    let values: Vec<Option<String>> =
+                        pipe.query_async(&mut reader).await.unwrap_or_default();
+                    let now = Instant::now();
+                    let mut sent = sent.lock().unwrap();
+                    for ((value, _), found) in pending.iter().zip(values) {
+                        if found.as_deref() == Some(value.as_str()) {
+                            if let Some((_, at)) = sent.remove(value) {
+                                latencies.lock().unwrap().push(now - at);
+                            }
+                        }
+                    }
                 }
+                tokio::time::sleep(Duration::from_millis(1)).await;
             }
         })
     };
@@ -511,13 +509,18 @@ async fn w3(env: &Env, args: &Args, rows: &mut Vec<Row>) {
                 let id = &ids[n % ids.len()];
                 tokio::time::sleep_until(next.into()).await;
                 next += interval;
+                // Timed from just before the commit, so that the watcher
+                // never sees a change before it is recorded.
+                let key = format!("{PREFIX}session:{id}");
+                sent.lock()
+                    .unwrap()
+                    .insert(value.clone(), (key, Instant::now()));
                 conn.exec_drop(
                     "UPDATE user_sessions SET user_agent = ? WHERE session_id = ?",
                     (&value, id),
                 )
                 .await
                 .unwrap();
-                sent.lock().unwrap().insert(value, Instant::now());
             }
         }));
     }
@@ -530,14 +533,8 @@ async fn w3(env: &Env, args: &Args, rows: &mut Vec<Row>) {
     while !sent.lock().unwrap().is_empty() && Instant::now() < settle {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    watcher.abort();
-    let () = redis::cmd("CONFIG")
-        .arg("SET")
-        .arg("notify-keyspace-events")
-        .arg(old.unwrap_or_default())
-        .query_async(&mut control)
-        .await
-        .unwrap();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = watcher.await;
     child.start_kill().unwrap();
     let _ = child.wait().await;
     let mut lat = latencies.lock().unwrap().clone();

@@ -54,8 +54,8 @@ impl StreamOptions {
             exit_when_caught_up: false,
             resnapshot_if_needed: false,
             max_transaction_rows: 50_000,
-            group_rows: 20_000,
-            group_delay: Duration::from_millis(5),
+            group_rows: 5_000,
+            group_delay: Duration::from_millis(2),
         }
     }
 }
