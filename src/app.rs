@@ -116,6 +116,10 @@ async fn replicate(args: RunArgs, shutdown: CancellationToken) -> Result<()> {
         telemetry::serve(addr, health.clone(), shutdown.clone()).await?;
     }
     let c = connect(&config).await?;
+    // Both connections passed the prerequisite check: healthy from here on,
+    // through the snapshot too (readiness waits for streaming).
+    health.set_mysql_up(true);
+    health.set_redis_up(true);
     if args.server_id == 0 || args.server_id == c.settings.server_id {
         return Err(Error::Config(format!(
             "SERVER_ID {} cannot be used: {}. Give the replicator a server id of its own, \
