@@ -44,6 +44,25 @@ pub struct Connected {
     pub keys: Keys,
 }
 
+impl Connected {
+    /// A snapshot of this source into `state` and this Redis.
+    pub fn snapshot_job<'a>(
+        &'a self,
+        state: &'a StateStore,
+        shutdown: CancellationToken,
+    ) -> SnapshotJob<'a> {
+        SnapshotJob {
+            source: &self.source,
+            flavor: self.settings.flavor,
+            state,
+            sink: &self.sink,
+            keys: &self.keys,
+            progress: Progress::for_stderr(),
+            shutdown,
+        }
+    }
+}
+
 /// The prerequisite check, leaving connections ready for work.
 pub async fn connect(config: &Config) -> Result<Connected> {
     let source = MySqlSource::new(
@@ -86,17 +105,7 @@ async fn snapshot(args: SnapshotArgs, shutdown: CancellationToken) -> Result<()>
     let config = args.connection.config(Some(args.state.state_dir));
     let c = connect(&config).await?;
     let state = open_state(&config, &c)?;
-    let (_, report) = SnapshotJob {
-        source: &c.source,
-        flavor: c.settings.flavor,
-        state: &state,
-        sink: &c.sink,
-        keys: &c.keys,
-        progress: Progress::for_stderr(),
-        shutdown,
-    }
-    .run()
-    .await?;
+    let (_, report) = c.snapshot_job(&state, shutdown).run().await?;
     println!("{report}");
     Ok(())
 }
@@ -135,17 +144,7 @@ async fn replicate(args: RunArgs, shutdown: CancellationToken) -> Result<()> {
     let state = open_state(&config, &c)?;
     if state.checkpoint()?.is_none() {
         tracing::info!("no checkpoint in the state directory: taking a snapshot first");
-        SnapshotJob {
-            source: &c.source,
-            flavor: c.settings.flavor,
-            state: &state,
-            sink: &c.sink,
-            keys: &c.keys,
-            progress: Progress::for_stderr(),
-            shutdown: shutdown.clone(),
-        }
-        .run()
-        .await?;
+        c.snapshot_job(&state, shutdown.clone()).run().await?;
     }
     let options = StreamOptions {
         exit_when_caught_up: args.exit_when_caught_up,

@@ -27,8 +27,7 @@ use crate::app::Connected;
 use crate::error::{Error, Result};
 use crate::model::{apply, finish_group, GroupOutput, Overlay, Timestamp};
 use crate::position::BinlogPosition;
-use crate::progress::Progress;
-use crate::snapshot::{self, SnapshotJob};
+use crate::snapshot;
 use crate::source::{BinlogReader, Piece};
 use crate::state::{Checkpoint, StateBatch, StateReader, StateStore, STATE_FORMAT};
 use crate::telemetry::{self, Health};
@@ -388,17 +387,11 @@ impl Replicator<'_> {
     }
 
     async fn resnapshot(&mut self) -> Result<()> {
-        let (checkpoint, report) = SnapshotJob {
-            source: &self.c.source,
-            flavor: self.c.settings.flavor,
-            state: self.state,
-            sink: &self.c.sink,
-            keys: &self.c.keys,
-            progress: Progress::for_stderr(),
-            shutdown: self.shutdown.clone(),
-        }
-        .run()
-        .await?;
+        let (checkpoint, report) = self
+            .c
+            .snapshot_job(self.state, self.shutdown.clone())
+            .run()
+            .await?;
         tracing::info!("{report}");
         self.checkpoint = checkpoint;
         Ok(())
