@@ -21,10 +21,6 @@ pub enum Command {
         key: Bytes,
         members: Vec<(i64, Bytes)>,
     },
-    /// `ZREM key member [member ...]`
-    ZRem { key: Bytes, members: Vec<Bytes> },
-    /// `ZREMRANGEBYSCORE key -inf max`: prune index members that have expired.
-    ZRemExpired { key: Bytes, max: i64 },
     /// `SET key value`
     Set { key: Bytes, value: Bytes },
 }
@@ -38,8 +34,6 @@ impl Command {
             | Command::HDel { key, .. }
             | Command::ExpireAt { key, .. }
             | Command::ZAdd { key, .. }
-            | Command::ZRem { key, .. }
-            | Command::ZRemExpired { key, .. }
             | Command::Set { key, .. } => key,
         }
     }

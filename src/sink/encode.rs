@@ -43,15 +43,6 @@ pub fn pipeline(commands: &[Command], atomic: bool) -> Pipeline {
                     cmd.arg(*score).arg(member);
                 }
             }
-            Command::ZRem { key, members } => {
-                if members.is_empty() {
-                    continue;
-                }
-                pipe.cmd("ZREM").arg(key).arg(members);
-            }
-            Command::ZRemExpired { key, max } => {
-                pipe.cmd("ZREMRANGEBYSCORE").arg(key).arg("-inf").arg(*max);
-            }
             Command::Set { key, value } => {
                 pipe.cmd("SET").arg(key).arg(value);
             }

@@ -97,7 +97,7 @@ pub fn row_event(change: &RowChange) {
 pub fn group_applied(transactions: u64, commands: &[Command]) {
     counter!(GROUPS).increment(1);
     counter!(TRANSACTIONS).increment(transactions);
-    let mut counts = [0u64; 8];
+    let mut counts = [0u64; COMMAND_NAMES.len()];
     for c in commands {
         counts[command_index(c)] += 1;
     }
@@ -108,16 +108,7 @@ pub fn group_applied(transactions: u64, commands: &[Command]) {
     }
 }
 
-const COMMAND_NAMES: [&str; 8] = [
-    "DEL",
-    "HSET",
-    "HDEL",
-    "EXPIREAT",
-    "ZADD",
-    "ZREM",
-    "ZREMRANGEBYSCORE",
-    "SET",
-];
+const COMMAND_NAMES: [&str; 6] = ["DEL", "HSET", "HDEL", "EXPIREAT", "ZADD", "SET"];
 
 fn command_index(c: &Command) -> usize {
     match c {
@@ -126,9 +117,7 @@ fn command_index(c: &Command) -> usize {
         Command::HDel { .. } => 2,
         Command::ExpireAt { .. } => 3,
         Command::ZAdd { .. } => 4,
-        Command::ZRem { .. } => 5,
-        Command::ZRemExpired { .. } => 6,
-        Command::Set { .. } => 7,
+        Command::Set { .. } => 5,
     }
 }
 
