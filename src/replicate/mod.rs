@@ -366,8 +366,8 @@ impl Replicator<'_> {
         );
         let now = Timestamp::now();
         let (c, state) = (self.c, self.state);
-        let written = snapshot::materialize(state, &c.sink, &c.keys, now, &self.shutdown).await?;
         let stale = snapshot::remove_stale(state, &c.sink, &c.keys, now).await?;
+        let written = snapshot::materialize(state, &c.sink, &c.keys, now, &self.shutdown).await?;
         c.sink
             .write(
                 &[crate::model::Command::Set {

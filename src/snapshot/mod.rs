@@ -1,6 +1,6 @@
 //! Cold start: one consistent read of the four tables into the state, the
-//! whole model written to Redis, stale keys removed, and a checkpoint at the
-//! read's binlog position.
+//! namespace's stale keys removed, the whole model written to Redis, and a
+//! checkpoint at the read's binlog position.
 //!
 //! Order matters for crash safety: the checkpoint is cleared first and
 //! written last, after Redis acknowledged everything and the namespace's
@@ -90,19 +90,24 @@ impl SnapshotJob<'_> {
             secs(started)
         );
 
+        // Stale keys first: the namespace then holds only what earlier runs
+        // left, so a cold start scans nothing it has just written. A key the
+        // new state still gives is kept here and rewritten below.
         let phase = Instant::now();
         let now = Timestamp::now();
+        let stale = materialize::remove_stale(self.state, self.sink, self.keys, now).await?;
+        tracing::info!(
+            "snapshot: {stale} stale keys removed in {:.1}s",
+            secs(phase)
+        );
+        self.check_shutdown()?;
+
+        let phase = Instant::now();
         let written = materialize(self.state, self.sink, self.keys, now, &self.shutdown).await?;
         self.check_shutdown()?;
         tracing::info!(
             "snapshot: {} sessions written in {:.1}s",
             written.sessions,
-            secs(phase)
-        );
-        let phase = Instant::now();
-        let stale = materialize::remove_stale(self.state, self.sink, self.keys, now).await?;
-        tracing::info!(
-            "snapshot: {stale} stale keys removed in {:.1}s",
             secs(phase)
         );
 
