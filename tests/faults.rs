@@ -96,26 +96,46 @@ async fn crash_trials_long_series() {
     crash_trials(trials, seed).await;
 }
 
-#[tokio::test]
-async fn redis_restarted_without_persistence_is_rebuilt() {
-    let redis = PrivateServices::redis("");
-    let db = TestDb::on(redis.servers(), "redis_restart").await;
-    let mut work = Workload::new(3);
+/// A database with the workload's starting rows on `servers`, and the
+/// sidecar running on it with its snapshot written.
+async fn running_sidecar(
+    servers: common::Servers,
+    name: &str,
+    seed: u64,
+) -> (TestDb, Workload, std::path::PathBuf, Child) {
+    let db = TestDb::on(servers, name).await;
+    let mut work = Workload::new(seed);
     db.sql(&work.initial()).await;
-    let log = log_path(&db, "redis-restart");
-    let mut child = sidecar(&db, &[], &log);
+    let log = log_path(&db, name);
+    let child = sidecar(&db, &[], &log);
     db.wait_for("the snapshot", Duration::from_secs(30), || async {
         !db.keys().await.is_empty()
     })
     .await;
+    (db, work, log, child)
+}
+
+/// Waits until the watched session shows `username`.
+async fn wait_for_watcher(db: &TestDb, username: &str, what: &str, timeout: Duration) {
+    db.wait_for(what, timeout, || async {
+        field(db, "watch", "username").await.as_deref() == Some(username)
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn redis_restarted_without_persistence_is_rebuilt() {
+    let redis = PrivateServices::redis("");
+    let (db, _, log, mut child) = running_sidecar(redis.servers(), "redis_restart", 3).await;
     redis.down(Which::Redis);
     redis.up(Which::Redis); // empty: no persistence
     db.sql("UPDATE users SET username = 'after-restart' WHERE user_id = 1000")
         .await;
-    db.wait_for(
+    wait_for_watcher(
+        &db,
+        "after-restart",
         "the namespace to be rebuilt",
         Duration::from_secs(30),
-        || async { field(&db, "watch", "username").await.as_deref() == Some("after-restart") },
     )
     .await;
     child.start_kill().unwrap();
@@ -129,15 +149,7 @@ async fn redis_restarted_without_persistence_is_rebuilt() {
 async fn redis_unreachable_for_ten_seconds_under_load_loses_nothing() {
     // Append-only persistence: the data survives the outage.
     let redis = PrivateServices::redis("--appendonly yes --appendfsync always");
-    let db = TestDb::on(redis.servers(), "redis_outage").await;
-    let mut work = Workload::new(5);
-    db.sql(&work.initial()).await;
-    let log = log_path(&db, "redis-outage");
-    let mut child = sidecar(&db, &[], &log);
-    db.wait_for("the snapshot", Duration::from_secs(30), || async {
-        !db.keys().await.is_empty()
-    })
-    .await;
+    let (db, mut work, log, mut child) = running_sidecar(redis.servers(), "redis_outage", 5).await;
     redis.down(Which::Redis);
     let outage = tokio::time::Instant::now();
     while outage.elapsed() < Duration::from_secs(10) {
@@ -146,10 +158,11 @@ async fn redis_unreachable_for_ten_seconds_under_load_loses_nothing() {
     db.sql("UPDATE users SET username = 'marker' WHERE user_id = 1000")
         .await;
     redis.up(Which::Redis);
-    db.wait_for(
+    wait_for_watcher(
+        &db,
+        "marker",
         "the replicator to catch up",
         Duration::from_secs(60),
-        || async { field(&db, "watch", "username").await.as_deref() == Some("marker") },
     )
     .await;
     child.start_kill().unwrap();
@@ -177,10 +190,7 @@ async fn mariadb_restarted_mid_stream_is_reconnected() {
     let mut child = sidecar(&db, &[], &log);
     db.sql("UPDATE users SET username = 'before' WHERE user_id = 1000")
         .await;
-    db.wait_for("the first change", Duration::from_secs(30), || async {
-        field(&db, "watch", "username").await.as_deref() == Some("before")
-    })
-    .await;
+    wait_for_watcher(&db, "before", "the first change", Duration::from_secs(30)).await;
     mariadb.down(Which::MariaDb);
     mariadb.up(Which::MariaDb);
     db.wait_for(
@@ -193,10 +203,11 @@ async fn mariadb_restarted_mid_stream_is_reconnected() {
         },
     )
     .await;
-    db.wait_for(
+    wait_for_watcher(
+        &db,
+        "after",
         "the change after the restart",
         Duration::from_secs(60),
-        || async { field(&db, "watch", "username").await.as_deref() == Some("after") },
     )
     .await;
     child.start_kill().unwrap();
@@ -266,10 +277,11 @@ async fn ddl_on_a_source_table_while_streaming() {
     let mut child = sidecar(&db, &[], &log);
     db.sql("UPDATE users SET username = 'pre' WHERE user_id = 1000")
         .await;
-    db.wait_for(
+    wait_for_watcher(
+        &db,
+        "pre",
         "the change before the DDL",
         Duration::from_secs(30),
-        || async { field(&db, "watch", "username").await.as_deref() == Some("pre") },
     )
     .await;
     child.start_kill().unwrap();
@@ -358,10 +370,11 @@ async fn huge_transactions_are_applied_with_bounded_memory() {
         .await;
     db.sql("UPDATE users SET username = 'done' WHERE user_id = 1000")
         .await;
-    db.wait_for(
+    wait_for_watcher(
+        &db,
+        "done",
         "both transactions to be applied",
         Duration::from_secs(240),
-        || async { field(&db, "watch", "username").await.as_deref() == Some("done") },
     )
     .await;
     let peak = peak_rss_mib(pid).unwrap();

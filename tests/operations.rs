@@ -42,17 +42,23 @@ fn sample(metrics: &str, series: &str) -> Option<f64> {
         .and_then(|v| v.parse().ok())
 }
 
-#[tokio::test]
-async fn metrics_move_when_rows_are_applied() {
-    let db = TestDb::new("metrics").await;
-    db.sql(FIXTURE).await;
+/// The sidecar with its endpoints on a free port; returns it and the port.
+fn sidecar_with_metrics(db: &TestDb) -> (tokio::process::Child, u16) {
     let port = free_port();
-    let mut child = db
+    let child = db
         .replicator(&["run"])
         .env("METRICS_ADDR", format!("127.0.0.1:{port}"))
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
+    (child, port)
+}
+
+#[tokio::test]
+async fn metrics_move_when_rows_are_applied() {
+    let db = TestDb::new("metrics").await;
+    db.sql(FIXTURE).await;
+    let (mut child, port) = sidecar_with_metrics(&db);
     db.wait_for("/readyz to answer 200", Duration::from_secs(30), || async {
         matches!(get(port, "/readyz").await, Some((200, _)))
     })
@@ -111,13 +117,7 @@ async fn readyz_is_503_while_a_backlog_is_applied_and_200_after() {
         );
     }
     db.sql(&sql).await;
-    let port = free_port();
-    let mut child = db
-        .replicator(&["run"])
-        .env("METRICS_ADDR", format!("127.0.0.1:{port}"))
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let (mut child, port) = sidecar_with_metrics(&db);
     let saw_backlog = std::cell::Cell::new(false);
     db.wait_for("/readyz to answer 200", Duration::from_secs(120), || {
         let saw = &saw_backlog;

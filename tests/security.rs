@@ -184,24 +184,29 @@ async fn redis_over_tls_with_a_private_ca() {
     );
 }
 
+/// Creates a Redis ACL user with `password`, limited to `keys` (a pattern).
+async fn acl_user(db: &TestDb, user: &str, password: &str, keys: &str) {
+    let () = redis::cmd("ACL")
+        .arg("SETUSER")
+        .arg(user)
+        .arg("reset")
+        .arg("on")
+        .arg(format!(">{password}"))
+        .arg(format!("~{keys}"))
+        .arg("+@all")
+        .arg("-@dangerous")
+        .query_async(&mut db.redis())
+        .await
+        .unwrap();
+}
+
 #[tokio::test]
 async fn a_redis_acl_user_limited_to_the_namespace_is_enough() {
     let db = TestDb::new("redis_acl").await;
     db.sql(FIXTURE).await;
     let user = format!("acl{}", db.server_id);
     let mut r = db.redis();
-    let () = redis::cmd("ACL")
-        .arg("SETUSER")
-        .arg(&user)
-        .arg("reset")
-        .arg("on")
-        .arg(">acl-secret")
-        .arg(format!("~{}*", db.prefix))
-        .arg("+@all")
-        .arg("-@dangerous")
-        .query_async(&mut r)
-        .await
-        .unwrap();
+    acl_user(&db, &user, "acl-secret", &format!("{}*", db.prefix)).await;
     let port = url::Url::parse(&db.servers.redis_url)
         .unwrap()
         .port()
@@ -258,17 +263,7 @@ async fn no_password_appears_in_any_output() {
     ))
     .await;
     let mut r = db.redis();
-    let () = redis::cmd("ACL")
-        .arg("SETUSER")
-        .arg(&user)
-        .arg("reset")
-        .arg("on")
-        .arg(format!(">{redis_pw}"))
-        .arg("~*")
-        .arg("+@all")
-        .query_async(&mut r)
-        .await
-        .unwrap();
+    acl_user(&db, &user, redis_pw, "*").await;
     let mysql_port = url::Url::parse(&db.mysql_url()).unwrap().port().unwrap();
     let redis_port = url::Url::parse(&db.servers.redis_url)
         .unwrap()
