@@ -115,6 +115,14 @@ async fn running_sidecar(
     (db, work, log, child)
 }
 
+/// Kills the sidecar, checks Redis against MySQL, and returns the sidecar's log.
+async fn stop_and_verify(db: &TestDb, mut child: Child, log: &std::path::Path) -> String {
+    child.start_kill().unwrap();
+    child.wait().await.unwrap();
+    db.assert_verified().await;
+    std::fs::read_to_string(log).unwrap()
+}
+
 /// Waits until the watched session shows `username`.
 async fn wait_for_watcher(db: &TestDb, username: &str, what: &str, timeout: Duration) {
     db.wait_for(what, timeout, || async {
@@ -126,7 +134,7 @@ async fn wait_for_watcher(db: &TestDb, username: &str, what: &str, timeout: Dura
 #[tokio::test]
 async fn redis_restarted_without_persistence_is_rebuilt() {
     let redis = PrivateServices::redis("");
-    let (db, _, log, mut child) = running_sidecar(redis.servers(), "redis_restart", 3).await;
+    let (db, _, log, child) = running_sidecar(redis.servers(), "redis_restart", 3).await;
     redis.down(Which::Redis);
     redis.up(Which::Redis); // empty: no persistence
     db.sql("UPDATE users SET username = 'after-restart' WHERE user_id = 1000")
@@ -138,10 +146,7 @@ async fn redis_restarted_without_persistence_is_rebuilt() {
         Duration::from_secs(30),
     )
     .await;
-    child.start_kill().unwrap();
-    child.wait().await.unwrap();
-    db.assert_verified().await;
-    let text = std::fs::read_to_string(&log).unwrap();
+    let text = stop_and_verify(&db, child, &log).await;
     assert!(text.contains("rebuilding the namespace"), "{text}");
 }
 
@@ -149,7 +154,7 @@ async fn redis_restarted_without_persistence_is_rebuilt() {
 async fn redis_unreachable_for_ten_seconds_under_load_loses_nothing() {
     // Append-only persistence: the data survives the outage.
     let redis = PrivateServices::redis("--appendonly yes --appendfsync always");
-    let (db, mut work, log, mut child) = running_sidecar(redis.servers(), "redis_outage", 5).await;
+    let (db, mut work, log, child) = running_sidecar(redis.servers(), "redis_outage", 5).await;
     redis.down(Which::Redis);
     let outage = tokio::time::Instant::now();
     while outage.elapsed() < Duration::from_secs(10) {
@@ -165,10 +170,7 @@ async fn redis_unreachable_for_ten_seconds_under_load_loses_nothing() {
         Duration::from_secs(60),
     )
     .await;
-    child.start_kill().unwrap();
-    child.wait().await.unwrap();
-    db.assert_verified().await;
-    let text = std::fs::read_to_string(&log).unwrap();
+    let text = stop_and_verify(&db, child, &log).await;
     assert_eq!(
         text.matches("Redis unavailable").count(),
         1,
@@ -187,7 +189,7 @@ async fn mariadb_restarted_mid_stream_is_reconnected() {
     let db = TestDb::on(mariadb.servers(), "mariadb_restart").await;
     db.sql(&Workload::new(9).initial()).await;
     let log = log_path(&db, "mariadb-restart");
-    let mut child = sidecar(&db, &[], &log);
+    let child = sidecar(&db, &[], &log);
     db.sql("UPDATE users SET username = 'before' WHERE user_id = 1000")
         .await;
     wait_for_watcher(&db, "before", "the first change", Duration::from_secs(30)).await;
@@ -210,10 +212,7 @@ async fn mariadb_restarted_mid_stream_is_reconnected() {
         Duration::from_secs(60),
     )
     .await;
-    child.start_kill().unwrap();
-    child.wait().await.unwrap();
-    db.assert_verified().await;
-    let text = std::fs::read_to_string(&log).unwrap();
+    let text = stop_and_verify(&db, child, &log).await;
     assert!(
         text.contains("the MySQL binlog stream unavailable"),
         "{text}"

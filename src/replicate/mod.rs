@@ -30,7 +30,7 @@ use crate::position::BinlogPosition;
 use crate::snapshot;
 use crate::source::{BinlogReader, Piece};
 use crate::state::{Checkpoint, StateBatch, StateReader, StateStore, STATE_FORMAT};
-use crate::telemetry::{self, Health};
+use crate::telemetry::{self, Health, RowTally};
 
 /// How a stream is run.
 #[derive(Clone, Debug)]
@@ -247,6 +247,7 @@ impl Replicator<'_> {
         let (timestamp, heartbeat) = (last.timestamp, last.heartbeat);
         let mut budget = Vec::with_capacity(group.len());
         let mut transactions = 0;
+        let mut tally = RowTally::default();
         for Budgeted {
             piece,
             _rows: permit,
@@ -254,7 +255,7 @@ impl Replicator<'_> {
         {
             transactions += u64::from(piece.ends_transaction && !piece.changes.is_empty());
             for change in piece.changes {
-                telemetry::row_event(&change);
+                tally.add(&change);
                 apply(change, &mut overlay, keys, now, &mut out)?;
             }
             budget.push(permit);
@@ -280,6 +281,7 @@ impl Replicator<'_> {
         self.state
             .commit_unsynced(StateBatch::from_pending(overlay.pending), &checkpoint)?;
         telemetry::group_applied(transactions, &out.commands);
+        telemetry::rows_applied(&tally);
         telemetry::checkpoint(&checkpoint.position, checkpoint.committed_at);
         self.checkpoint = checkpoint;
         // Only what Redis acknowledged counts: the lag (and so readiness)

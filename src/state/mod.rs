@@ -25,7 +25,7 @@ pub use reader::StateReader;
 
 use crate::error::{Error, Result};
 use crate::model::view::Pending;
-use crate::model::{Attribute, Preferences, Session, SessionRef, StateView, User};
+use crate::model::{Attribute, Preferences, Session, User};
 
 /// A handle on the state directory. Cheap to clone.
 #[derive(Clone)]
@@ -142,23 +142,6 @@ impl StateStore {
             .collect()
     }
 
-    /// The session's attributes, ordered by key.
-    pub fn attributes(&self, session_id: &[u8]) -> Result<Vec<Attribute>> {
-        self.scan(&keys::attributes_of(session_id), |_, v| self.decode(v))
-    }
-
-    /// The sessions whose `user_id` is this user, live or not, with their
-    /// expiry, from the index alone.
-    pub fn sessions_of_user(&self, user_id: i64) -> Result<Vec<SessionRef>> {
-        let prefix = keys::index_of(user_id);
-        self.scan(&prefix, |k, v| {
-            Ok(SessionRef {
-                session_id: k[prefix.len()..].to_vec(),
-                expires_at: keys::parse_index_value(v),
-            })
-        })
-    }
-
     /// Calls `f` with every (user id, session id) of the user → sessions
     /// index, grouped by user id in ascending order.
     pub fn for_each_index_entry(&self, mut f: impl FnMut(i64, &[u8]) -> Result<()>) -> Result<()> {
@@ -229,19 +212,6 @@ impl StateStore {
         postcard::from_bytes(raw).map_err(|e| self.err(format!("corrupt row: {e}")))
     }
 
-    fn scan<T>(
-        &self,
-        prefix: &[u8],
-        mut f: impl FnMut(&[u8], &[u8]) -> Result<T>,
-    ) -> Result<Vec<T>> {
-        let mut out = Vec::new();
-        self.for_each_with_prefix(prefix, |k, v| {
-            out.push(f(k, v)?);
-            Ok(())
-        })?;
-        Ok(out)
-    }
-
     fn for_each_with_prefix(
         &self,
         prefix: &[u8],
@@ -258,28 +228,6 @@ impl StateStore {
             f(&k, &v)?;
         }
         Ok(())
-    }
-}
-
-impl StateView for StateStore {
-    fn user(&self, user_id: i64) -> Result<Option<User>> {
-        StateStore::user(self, user_id)
-    }
-
-    fn preferences(&self, user_id: i64) -> Result<Option<Preferences>> {
-        StateStore::preferences(self, user_id)
-    }
-
-    fn session(&self, session_id: &[u8]) -> Result<Option<Session>> {
-        StateStore::session(self, session_id)
-    }
-
-    fn attributes(&self, session_id: &[u8]) -> Result<Vec<Attribute>> {
-        StateStore::attributes(self, session_id)
-    }
-
-    fn sessions_of_user(&self, user_id: i64) -> Result<Vec<SessionRef>> {
-        StateStore::sessions_of_user(self, user_id)
     }
 }
 

@@ -1,4 +1,5 @@
 use super::*;
+use crate::model::StateView;
 use crate::model::Timestamp;
 use crate::position::BinlogPosition;
 
@@ -72,7 +73,8 @@ fn rows_index_and_checkpoint_round_trip() {
 
     assert_eq!(store.checkpoint().unwrap(), Some(checkpoint));
     assert_eq!(store.user(1).unwrap().unwrap().username, b"a");
-    let attrs: Vec<_> = store
+    let reader = StateReader::new(&store);
+    let attrs: Vec<_> = reader
         .attributes(b"s1")
         .unwrap()
         .into_iter()
@@ -80,7 +82,7 @@ fn rows_index_and_checkpoint_round_trip() {
         .collect();
     assert_eq!(attrs, [b"a".to_vec(), b"b".to_vec()]);
     assert_eq!(
-        store
+        reader
             .sessions_of_user(1)
             .unwrap()
             .into_iter()
@@ -89,7 +91,7 @@ fn rows_index_and_checkpoint_round_trip() {
         [b"s1".to_vec(), b"s2".to_vec()]
     );
     // The index carries each session's expiry.
-    let refs = store.sessions_of_user(1).unwrap();
+    let refs = reader.sessions_of_user(1).unwrap();
     assert_eq!(
         refs[0].expires_at,
         Some(Timestamp::from_parts(2_000_000_000, 0))
@@ -104,10 +106,14 @@ fn rows_index_and_checkpoint_round_trip() {
     assert_eq!(entries[0], (-5, b"s3".to_vec()));
     assert_eq!(entries.len(), 3);
 
+    drop(reader);
     store.clear().unwrap();
     assert!(store.checkpoint().unwrap().is_none());
     assert!(store.session(b"s1").unwrap().is_none());
-    assert!(store.attributes(b"s1").unwrap().is_empty());
+    assert!(StateReader::new(&store)
+        .attributes(b"s1")
+        .unwrap()
+        .is_empty());
     drop(store);
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -77,20 +77,40 @@ pub fn describe() {
     counter!(TRANSACTIONS).absolute(0);
 }
 
-/// One applied row change.
-pub fn row_event(change: &RowChange) {
-    let (kind, row) = match change {
-        RowChange::Insert(row) => ("insert", row),
-        RowChange::Update { after, .. } => ("update", after),
-        RowChange::Delete(row) => ("delete", row),
-    };
-    let table = match row {
-        SourceRow::User(_) => "users",
-        SourceRow::Preferences(_) => "user_preferences",
-        SourceRow::Session(_) => "user_sessions",
-        SourceRow::Attribute(_) => "session_data",
-    };
-    counter!(ROW_EVENTS, "table" => table, "kind" => kind).increment(1);
+const TABLES: [&str; 4] = ["users", "user_preferences", "user_sessions", "session_data"];
+const KINDS: [&str; 3] = ["insert", "update", "delete"];
+
+/// Row changes of a group by table and kind: tallied per row (an array
+/// increment), recorded once per group (no metrics lookup on the row path).
+#[derive(Debug, Default)]
+pub struct RowTally([[u64; 3]; 4]);
+
+impl RowTally {
+    pub fn add(&mut self, change: &RowChange) {
+        let (kind, row) = match change {
+            RowChange::Insert(row) => (0, row),
+            RowChange::Update { after, .. } => (1, after),
+            RowChange::Delete(row) => (2, row),
+        };
+        let table = match row {
+            SourceRow::User(_) => 0,
+            SourceRow::Preferences(_) => 1,
+            SourceRow::Session(_) => 2,
+            SourceRow::Attribute(_) => 3,
+        };
+        self.0[table][kind] += 1;
+    }
+}
+
+/// The row changes of a group that Redis acknowledged.
+pub fn rows_applied(tally: &RowTally) {
+    for (table, kinds) in TABLES.iter().zip(tally.0) {
+        for (kind, n) in KINDS.iter().zip(kinds) {
+            if n > 0 {
+                counter!(ROW_EVENTS, "table" => *table, "kind" => *kind).increment(n);
+            }
+        }
+    }
 }
 
 /// A group written to Redis and committed.

@@ -17,11 +17,12 @@ pub use compare::{DiffKind, Difference};
 pub use report::VerifyReport;
 
 use crate::error::{Error, Result};
+use crate::model::StateView;
 use crate::model::{self, Bytes, Keys, Timestamp};
 use crate::progress::Progress;
 use crate::sink::RedisSink;
 use crate::source::{ConsistentRead, Flavor, MySqlSource, TableRows};
-use crate::state::StateStore;
+use crate::state::{StateReader, StateStore};
 
 /// Sessions compared per Redis round trip.
 const SESSIONS_PER_FETCH: usize = 200;
@@ -160,8 +161,11 @@ impl Checker<'_> {
             Ok(())
         })?;
         for chunk in ids.chunks(SESSIONS_PER_FETCH) {
-            for (user_id, session_id) in chunk {
-                self.expect_session(state, *user_id, session_id)?;
+            {
+                let reader = StateReader::new(state);
+                for (user_id, session_id) in chunk {
+                    self.expect_session(&reader, *user_id, session_id)?;
+                }
             }
             self.flush_sessions().await?;
         }
@@ -170,7 +174,7 @@ impl Checker<'_> {
 
     fn expect_session(
         &mut self,
-        state: &StateStore,
+        state: &StateReader<'_>,
         user_id: i64,
         session_id: &[u8],
     ) -> Result<()> {
