@@ -47,8 +47,15 @@ impl PrivateServices {
     /// Starts `which` with extra server options.
     pub fn start(which: Which, mariadb_args: &str, redis_args: &str) -> PrivateServices {
         let n = super::COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let dir =
-            std::env::temp_dir().join(format!("replicator-private-{}-{n}", std::process::id()));
+        // Process ids come round again in a long run: the clock keeps a
+        // directory from an earlier test binary from ever being reused.
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let dir = std::env::temp_dir().join(format!(
+            "replicator-private-{}-{n}-{nanos}",
+            std::process::id()
+        ));
         let _ = std::fs::remove_dir_all(&dir);
         let mut s = PrivateServices {
             dir,
@@ -59,17 +66,29 @@ impl PrivateServices {
             redis_args: redis_args.to_string(),
         };
         // A free port can be taken by another test between the check and
-        // the server's start: try again on other ports.
-        for _ in 0..2 {
-            if s.try_up(which).status.success() {
+        // the server's start: try again, on other ports and from an empty
+        // directory, and report every attempt if none worked.
+        let mut attempts = Vec::new();
+        for _ in 0..3 {
+            let out = s.try_up(which);
+            if out.status.success() {
                 return s;
             }
+            attempts.push(format!(
+                "ports {} / {}:\n{}",
+                s.mariadb_port,
+                s.redis_port,
+                String::from_utf8_lossy(&out.stderr)
+            ));
             s.down(Which::Both);
+            let _ = std::fs::remove_dir_all(&s.dir);
             s.mariadb_port = free_port();
             s.redis_port = free_port();
         }
-        s.up(which);
-        s
+        panic!(
+            "scripts/services start failed 3 times:\n{}",
+            attempts.join("\n")
+        );
     }
 
     fn try_up(&self, which: Which) -> std::process::Output {
