@@ -1,5 +1,6 @@
 //! Micro-benchmarks of the pure hot paths: decoding a row's values, the
-//! model (row change + state → Redis commands), and RESP encoding.
+//! model (row change + state → Redis commands), merging a group's commands,
+//! and RESP encoding.
 //!
 //!     cargo bench --bench model
 
@@ -9,8 +10,8 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughpu
 use mysql_async::Value;
 use replicator::error::Result;
 use replicator::model::{
-    apply, finish_group, write_session, Attribute, Bytes, GroupOutput, Keys, Overlay, Preferences,
-    RowChange, Session, SessionRef, SourceRow, StateView, Timestamp, User,
+    apply, coalesce, finish_group, write_session, Attribute, Bytes, Command, GroupOutput, Keys,
+    Overlay, Preferences, RowChange, Session, SessionRef, SourceRow, StateView, Timestamp, User,
 };
 use replicator::sink::pipeline;
 use replicator::source::TableRows;
@@ -221,5 +222,36 @@ fn resp(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, decode, model, resp);
+/// A group as a bulk user update and a bulk preference update make it: two
+/// field writes to each of 8,000 session hashes, each with its `EXPIREAT`.
+fn coalescing(c: &mut Criterion) {
+    let keys = Keys::new("app:");
+    let commands: Vec<Command> = ["email", "theme"]
+        .iter()
+        .flat_map(|field| {
+            let keys = &keys;
+            (0..8_000).flat_map(move |i| {
+                let key = keys.session(format!("{i:032x}").as_bytes());
+                [
+                    Command::HSet {
+                        key: key.clone(),
+                        fields: vec![(field.as_bytes().to_vec(), b"value".to_vec())],
+                    },
+                    Command::ExpireAt {
+                        key,
+                        at: NOW + 3600,
+                    },
+                ]
+            })
+        })
+        .collect();
+    let mut g = c.benchmark_group("coalesce");
+    g.throughput(Throughput::Elements(commands.len() as u64));
+    g.bench_function("32,000 commands on 8,000 hashes", |b| {
+        b.iter_batched(|| commands.clone(), coalesce, BatchSize::LargeInput)
+    });
+    g.finish();
+}
+
+criterion_group!(benches, decode, model, resp, coalescing);
 criterion_main!(benches);

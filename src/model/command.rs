@@ -38,3 +38,27 @@ impl Command {
         }
     }
 }
+
+/// A command without its key.
+pub(crate) enum Op {
+    Del,
+    HSet(Vec<(Bytes, Bytes)>),
+    HDel(Vec<Bytes>),
+    ExpireAt(i64),
+    ZAdd(Vec<(i64, Bytes)>),
+    Set(Bytes),
+}
+
+impl Command {
+    /// The key, and what is done to it.
+    pub(crate) fn into_parts(self) -> (Bytes, Op) {
+        match self {
+            Command::Del(key) => (key, Op::Del),
+            Command::HSet { key, fields } => (key, Op::HSet(fields)),
+            Command::HDel { key, fields } => (key, Op::HDel(fields)),
+            Command::ExpireAt { key, at } => (key, Op::ExpireAt(at)),
+            Command::ZAdd { key, members } => (key, Op::ZAdd(members)),
+            Command::Set { key, value } => (key, Op::Set(value)),
+        }
+    }
+}

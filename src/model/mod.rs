@@ -7,6 +7,7 @@
 
 mod apply;
 mod change;
+mod coalesce;
 mod command;
 mod keys;
 mod rows;
@@ -16,6 +17,7 @@ pub mod view;
 
 pub use apply::{apply, finish_group, GroupOutput};
 pub use change::{RowChange, SourceRow};
+pub use coalesce::coalesce;
 pub use command::Command;
 pub use keys::Keys;
 pub use rows::{Attribute, Bytes, Preferences, Session, SessionRef, User};

@@ -20,7 +20,7 @@ pub trait StateView {
 
 /// Writes of a group of transactions not yet committed, read through before
 /// the base. `None` marks a deleted row.
-#[derive(Default, Debug)]
+#[derive(Default, Debug, Clone)]
 pub struct Pending {
     pub users: BTreeMap<i64, Option<User>>,
     pub preferences: BTreeMap<i64, Option<Preferences>>,
@@ -31,22 +31,67 @@ pub struct Pending {
     pub index: BTreeMap<(i64, Bytes), Option<SessionRef>>,
 }
 
-/// The base state with a group's pending writes on top. Sessions read
+impl Pending {
+    /// Puts this layer's attributes of the session over `by_key`.
+    fn merge_attributes(&self, session_id: &[u8], by_key: &mut BTreeMap<Bytes, Attribute>) {
+        let from = (session_id.to_vec(), Vec::new());
+        for ((sid, key), row) in self.attributes.range(from..) {
+            if sid != session_id {
+                break;
+            }
+            match row {
+                Some(attr) => by_key.insert(key.clone(), attr.clone()),
+                None => by_key.remove(key),
+            };
+        }
+    }
+
+    /// Puts this layer's index entries of the user over `refs`.
+    fn merge_index(&self, user_id: i64, refs: &mut BTreeMap<Bytes, SessionRef>) {
+        for ((uid, sid), entry) in self.index.range((user_id, Vec::new())..) {
+            if *uid != user_id {
+                break;
+            }
+            match entry {
+                Some(r) => refs.insert(sid.clone(), r.clone()),
+                None => refs.remove(sid),
+            };
+        }
+    }
+}
+
+/// The base state with a group's pending writes on top, and between them,
+/// read-only, those of the group before it when that one is still in
+/// flight (written to Redis, not yet committed to the base). Sessions read
 /// from the base are kept for the group: a group reads the same few
 /// sessions many times.
 pub struct Overlay<'a, V> {
     base: &'a V,
+    below: Option<&'a Pending>,
     pub pending: Pending,
     sessions: RefCell<HashMap<Bytes, Option<Session>>>,
 }
 
 impl<'a, V: StateView> Overlay<'a, V> {
     pub fn new(base: &'a V) -> Self {
+        Self::over(base, None)
+    }
+
+    /// An overlay of `base` with `below` (the group in flight) under it.
+    pub fn over(base: &'a V, below: Option<&'a Pending>) -> Self {
         Overlay {
             base,
+            below,
             pending: Pending::default(),
             sessions: RefCell::default(),
         }
+    }
+
+    /// The row as the layers have it, top first; `None` when neither wrote it.
+    fn layered<T: Clone>(&self, row: impl Fn(&Pending) -> Option<&Option<T>>) -> Option<Option<T>> {
+        row(&self.pending)
+            .or_else(|| self.below.and_then(&row))
+            .cloned()
     }
 
     pub fn put_user(&mut self, user: User) {
@@ -121,22 +166,22 @@ impl<'a, V: StateView> Overlay<'a, V> {
 
 impl<V: StateView> StateView for Overlay<'_, V> {
     fn user(&self, user_id: i64) -> Result<Option<User>> {
-        match self.pending.users.get(&user_id) {
-            Some(row) => Ok(row.clone()),
+        match self.layered(|p| p.users.get(&user_id)) {
+            Some(row) => Ok(row),
             None => self.base.user(user_id),
         }
     }
 
     fn preferences(&self, user_id: i64) -> Result<Option<Preferences>> {
-        match self.pending.preferences.get(&user_id) {
-            Some(row) => Ok(row.clone()),
+        match self.layered(|p| p.preferences.get(&user_id)) {
+            Some(row) => Ok(row),
             None => self.base.preferences(user_id),
         }
     }
 
     fn session(&self, session_id: &[u8]) -> Result<Option<Session>> {
-        if let Some(row) = self.pending.sessions.get(session_id) {
-            return Ok(row.clone());
+        if let Some(row) = self.layered(|p| p.sessions.get(session_id)) {
+            return Ok(row);
         }
         if let Some(row) = self.sessions.borrow().get(session_id) {
             return Ok(row.clone());
@@ -155,15 +200,8 @@ impl<V: StateView> StateView for Overlay<'_, V> {
             .into_iter()
             .map(|a| (a.key.clone(), a))
             .collect();
-        let from = (session_id.to_vec(), Vec::new());
-        for ((sid, key), row) in self.pending.attributes.range(from..) {
-            if sid != session_id {
-                break;
-            }
-            match row {
-                Some(attr) => by_key.insert(key.clone(), attr.clone()),
-                None => by_key.remove(key),
-            };
+        for layer in self.below.into_iter().chain([&self.pending]) {
+            layer.merge_attributes(session_id, &mut by_key);
         }
         Ok(by_key.into_values().collect())
     }
@@ -175,14 +213,8 @@ impl<V: StateView> StateView for Overlay<'_, V> {
             .into_iter()
             .map(|r| (r.session_id.clone(), r))
             .collect();
-        for ((uid, sid), entry) in self.pending.index.range((user_id, Vec::new())..) {
-            if *uid != user_id {
-                break;
-            }
-            match entry {
-                Some(r) => refs.insert(sid.clone(), r.clone()),
-                None => refs.remove(sid),
-            };
+        for layer in self.below.into_iter().chain([&self.pending]) {
+            layer.merge_index(user_id, &mut refs);
         }
         Ok(refs.into_values().collect())
     }

@@ -7,28 +7,40 @@
 //! RocksDB write. A crash between the two replays the group from the older
 //! position against the older state, which writes the same commands again.
 //!
+//! Two groups overlap: while Redis executes one (in a task of its own), the
+//! loop builds the next over the state with the first one's writes laid on
+//! top. Writes to Redis and commits stay strictly in order: a group is
+//! written only after the one before it was acknowledged and committed.
+//!
 //! Lifecycle of the stream, as [`Phase`]: connecting to the binlog,
 //! streaming, waiting out an outage; it ends when caught up (with
 //! `--exit-when-caught-up`) or on shutdown.
 
+mod catch_up;
+mod read;
 mod retry;
-
-use std::time::Duration;
+mod writer;
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, OwnedSemaphorePermit};
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use catch_up::CatchUpLog;
+use read::{read_pieces, AbortOnDrop, Budgeted};
 use retry::{Backoff, Incident};
+use writer::{GroupWriter, Written};
 
 use crate::app::Connected;
 use crate::error::{Error, Result};
-use crate::model::{apply, finish_group, GroupOutput, Overlay, Timestamp};
+use crate::model::view::Pending;
+use crate::model::{apply, finish_group, Command, GroupOutput, Overlay, Timestamp};
 use crate::position::BinlogPosition;
 use crate::snapshot;
-use crate::source::{BinlogReader, Piece};
+use crate::source::BinlogReader;
 use crate::state::{Checkpoint, StateBatch, StateReader, StateStore, STATE_FORMAT};
 use crate::telemetry::{self, Health, RowTally};
 
@@ -86,6 +98,12 @@ pub async fn stream(
         true => Some(c.source.current_position().await?),
         false => None,
     };
+    let writer = GroupWriter::new(
+        c.sink.clone(),
+        c.keys.marker(),
+        health.clone(),
+        shutdown.clone(),
+    );
     let mut replicator = Replicator {
         c,
         state,
@@ -93,9 +111,10 @@ pub async fn stream(
         shutdown,
         checkpoint,
         target,
-        redis: Incident::new("Redis"),
         health,
         catch_up: CatchUpLog::new(),
+        writer: Some(writer),
+        in_flight: None,
     };
     replicator.health.set_redis_up(true);
     telemetry::checkpoint(
@@ -111,11 +130,42 @@ struct Replicator<'a> {
     state: &'a StateStore,
     options: &'a StreamOptions,
     shutdown: CancellationToken,
+    /// The last committed checkpoint.
     checkpoint: Checkpoint,
     target: Option<BinlogPosition>,
-    redis: Incident,
     health: Arc<Health>,
     catch_up: CatchUpLog,
+    /// Idle, or away in the task of the group in flight.
+    writer: Option<GroupWriter>,
+    in_flight: Option<InFlight>,
+}
+
+/// A group turned into Redis commands and state writes.
+struct Group {
+    pending: Pending,
+    checkpoint: Checkpoint,
+    transactions: u64,
+    tally: RowTally,
+    rows: u64,
+    /// The commit time of its last event, and whether that was the
+    /// server's heartbeat.
+    timestamp: u32,
+    heartbeat: bool,
+    /// Its share of the read-ahead budget, held until it is committed.
+    _budget: Vec<OwnedSemaphorePermit>,
+}
+
+/// A group whose commands are being written to Redis.
+struct InFlight {
+    group: Group,
+    task: JoinHandle<Written>,
+}
+
+/// What the loop waits for next.
+enum Next {
+    Piece(Option<Result<Budgeted>>),
+    Written(std::result::Result<Written, tokio::task::JoinError>),
+    Stop,
 }
 
 impl Replicator<'_> {
@@ -158,7 +208,8 @@ impl Replicator<'_> {
     }
 
     /// One binlog connection: reads and applies until it breaks, the target
-    /// is reached, or shutdown.
+    /// is reached, or shutdown. However it ends, the group in flight is
+    /// settled (acknowledged and committed) before it returns.
     async fn stream_once(&mut self, incident: &mut Incident, backoff: &mut Backoff) -> Result<()> {
         let reader = BinlogReader::open(
             &self.c.source,
@@ -173,29 +224,55 @@ impl Replicator<'_> {
         self.health.set_streaming(true);
         let (tx, mut rx) = mpsc::channel(64);
         // Read-ahead is bounded by rows, not pieces: a piece may hold up to
-        // max_transaction_rows row changes.
-        let rows = u32::try_from(self.options.max_transaction_rows * 2).unwrap_or(u32::MAX);
-        let reading = tokio::spawn(read_pieces(reader, tx, rows));
-        let _stop_reading = AbortOnDrop(reading);
+        // max_transaction_rows row changes, and the budget holds one such.
+        let rows = u32::try_from(self.options.max_transaction_rows).unwrap_or(u32::MAX);
+        let _stop_reading = AbortOnDrop(tokio::spawn(read_pieces(reader, tx, rows)));
+        let streamed = self.pump(&mut rx, incident, backoff).await;
+        let settled = self.settle().await;
+        streamed.and(settled.map(|_| ()))
+    }
+
+    async fn pump(
+        &mut self,
+        rx: &mut mpsc::Receiver<Result<Budgeted>>,
+        incident: &mut Incident,
+        backoff: &mut Backoff,
+    ) -> Result<()> {
         loop {
-            let first = tokio::select! {
-                piece = rx.recv() => piece,
-                _ = self.shutdown.cancelled() => return Ok(()),
+            let next = tokio::select! {
+                piece = rx.recv() => Next::Piece(piece),
+                written = written(&mut self.in_flight) => Next::Written(written),
+                _ = self.shutdown.cancelled() => Next::Stop,
             };
-            let first =
-                first.ok_or_else(|| Error::SourceLost("the binlog reader stopped".into()))??;
+            let first = match next {
+                Next::Stop => return Ok(()),
+                Next::Written(written) => {
+                    let in_flight = self.in_flight.take().expect("a group is in flight");
+                    if !self.finish(in_flight.group, written).await? {
+                        return Ok(()); // stopped while Redis was unreachable
+                    }
+                    if self.caught_up() {
+                        tracing::info!(position = %self.checkpoint.position, "caught up with the server");
+                        return Ok(());
+                    }
+                    continue;
+                }
+                Next::Piece(piece) => {
+                    piece.ok_or_else(|| Error::SourceLost("the binlog reader stopped".into()))??
+                }
+            };
             incident.recovered();
             backoff.reset();
-            let (group, deferred) = self.gather(first, &mut rx).await;
-            if !self.apply(group).await? {
-                return Ok(()); // stopped while Redis was unreachable
+            let (pieces, deferred) = self.gather(first, rx).await;
+            // Built while the group before is still in flight...
+            let (group, commands) = self.prepare(pieces)?;
+            // ...which must be committed before this one is written.
+            if !self.settle().await? || self.caught_up() {
+                return Ok(());
             }
+            self.launch(group, commands);
             if let Some(e) = deferred {
                 return Err(e);
-            }
-            if self.caught_up() {
-                tracing::info!(position = %self.checkpoint.position, "caught up with the server");
-                return Ok(());
             }
         }
     }
@@ -226,114 +303,118 @@ impl Replicator<'_> {
         (group, None)
     }
 
-    /// Applies a group: Redis first, then state and checkpoint. Returns
-    /// false when shutdown came while Redis was unreachable (nothing
-    /// committed; the group is applied again at the next start).
-    async fn apply(&mut self, group: Vec<Budgeted>) -> Result<bool> {
+    /// Turns pieces into Redis commands and state writes, over the state
+    /// with the group in flight (if any) laid on top.
+    fn prepare(&self, pieces: Vec<Budgeted>) -> Result<(Group, Vec<Command>)> {
         let now = Timestamp::now();
         let keys = &self.c.keys;
         let reader = StateReader::new(self.state);
-        let mut overlay = Overlay::new(&reader);
+        let below = self.in_flight.as_ref().map(|f| &f.group.pending);
+        let mut overlay = Overlay::over(&reader, below);
         let mut out = GroupOutput::default();
-        let last = &group.last().expect("a group has a piece").piece;
-        let (position, skip_rows) = (last.position.clone(), last.skip_rows);
+        let last = &pieces.last().expect("a group has a piece").piece;
+        let checkpoint = Checkpoint {
+            format: STATE_FORMAT,
+            position: last.position.clone(),
+            skip_rows: last.skip_rows,
+            snapshot: self.checkpoint.snapshot.clone(),
+            committed_at: now.micros() / 1_000_000,
+        };
         if !last.ends_transaction {
             tracing::info!(
-                rows = skip_rows,
+                rows = last.skip_rows,
                 "a transaction larger than {} rows: applying it in several steps, in order",
                 self.options.max_transaction_rows
             );
         }
         let (timestamp, heartbeat) = (last.timestamp, last.heartbeat);
-        let mut budget = Vec::with_capacity(group.len());
+        let mut budget = Vec::with_capacity(pieces.len());
         let mut transactions = 0;
         let mut tally = RowTally::default();
-        for Budgeted {
-            piece,
-            _rows: permit,
-        } in group
-        {
+        for Budgeted { piece, rows } in pieces {
             transactions += u64::from(piece.ends_transaction && !piece.changes.is_empty());
             for change in piece.changes {
                 tally.add(&change);
                 apply(change, &mut overlay, keys, now, &mut out)?;
             }
-            budget.push(permit);
+            budget.push(rows);
         }
         finish_group(&overlay, keys, now, &mut out)?;
-        let moved = position != self.checkpoint.position || skip_rows != self.checkpoint.skip_rows;
-        if out.commands.is_empty() && !moved {
-            self.report_lag(now, timestamp, heartbeat, out.rows);
-            return Ok(true);
-        }
-
-        let marker_present = match self.write(&out).await? {
-            Some(present) => present,
-            None => return Ok(false),
+        let group = Group {
+            pending: overlay.pending,
+            checkpoint,
+            transactions,
+            tally,
+            rows: out.rows,
+            timestamp,
+            heartbeat,
+            _budget: budget,
         };
-        let checkpoint = Checkpoint {
-            format: STATE_FORMAT,
-            position,
-            skip_rows,
-            snapshot: self.checkpoint.snapshot.clone(),
-            committed_at: now.micros() / 1_000_000,
+        Ok((group, out.commands))
+    }
+
+    /// Starts writing a group, or, when it changes nothing, only reports the
+    /// lag it shows.
+    fn launch(&mut self, group: Group, commands: Vec<Command>) {
+        let moved = group.checkpoint.position != self.checkpoint.position
+            || group.checkpoint.skip_rows != self.checkpoint.skip_rows;
+        if commands.is_empty() && !moved {
+            self.report_lag(group.timestamp, group.heartbeat, group.rows);
+            return;
+        }
+        let writer = self.writer.take().expect("no group is in flight");
+        let task = writer.spawn(commands, self.checkpoint.position.clone());
+        self.in_flight = Some(InFlight { group, task });
+    }
+
+    /// Waits for the group in flight, if any, and commits it. False when
+    /// shutdown came while Redis was unreachable.
+    async fn settle(&mut self) -> Result<bool> {
+        match self.in_flight.take() {
+            Some(InFlight { group, task }) => self.finish(group, task.await).await,
+            None => Ok(true),
+        }
+    }
+
+    /// After Redis acknowledged a group: its state writes and checkpoint go
+    /// to RocksDB in one write. False when shutdown came first (nothing
+    /// committed; the group is applied again at the next start).
+    async fn finish(
+        &mut self,
+        group: Group,
+        written: std::result::Result<Written, tokio::task::JoinError>,
+    ) -> Result<bool> {
+        let Written {
+            writer,
+            commands,
+            outcome,
+        } = written.map_err(|e| Error::Interrupted(format!("the Redis writer failed: {e}")))?;
+        self.writer = Some(writer);
+        let Some(marker_present) = outcome? else {
+            return Ok(false);
         };
         self.state
-            .commit_unsynced(StateBatch::from_pending(overlay.pending), &checkpoint)?;
-        telemetry::group_applied(transactions, &out.commands);
-        telemetry::rows_applied(&tally);
-        telemetry::checkpoint(&checkpoint.position, checkpoint.committed_at);
-        self.checkpoint = checkpoint;
+            .commit_unsynced(StateBatch::from_pending(group.pending), &group.checkpoint)?;
+        telemetry::group_applied(group.transactions, &commands);
+        telemetry::rows_applied(&group.tally);
+        telemetry::checkpoint(&group.checkpoint.position, group.checkpoint.committed_at);
+        self.checkpoint = group.checkpoint;
         // Only what Redis acknowledged counts: the lag (and so readiness)
         // moves after the write, never before it.
-        self.report_lag(Timestamp::now(), timestamp, heartbeat, out.rows);
+        self.report_lag(group.timestamp, group.heartbeat, group.rows);
         if !marker_present {
             self.rebuild_namespace().await?;
         }
         Ok(true)
     }
 
-    /// Writes the group's commands, retrying while Redis is unreachable.
-    /// `None` when shutdown came first.
-    async fn write(&mut self, out: &GroupOutput) -> Result<Option<bool>> {
-        let marker = self.c.keys.marker();
-        let mut backoff = Backoff::new();
-        loop {
-            match self.c.sink.write_checked(&out.commands, &marker).await {
-                Ok(present) => {
-                    if self.redis.recovered() {
-                        telemetry::reconnect("redis");
-                    }
-                    self.health.set_redis_up(true);
-                    return Ok(Some(present));
-                }
-                Err(e) if e.is_transient() => {
-                    telemetry::redis_error(true);
-                    self.health.set_redis_up(false);
-                    self.redis.failed(&e, &self.checkpoint.position);
-                    tokio::select! {
-                        _ = tokio::time::sleep(backoff.delay()) => {}
-                        _ = self.shutdown.cancelled() => {
-                            tracing::warn!("stopping before Redis acknowledged the group in flight; it is applied again at the next start");
-                            return Ok(None);
-                        }
-                    }
-                }
-                Err(e) => {
-                    telemetry::redis_error(false);
-                    return Err(e);
-                }
-            }
-        }
-    }
-
     /// Lag: now minus the commit time of the last applied event, or zero
     /// on the server's heartbeat (nothing left to send).
-    fn report_lag(&mut self, now: Timestamp, timestamp: u32, heartbeat: bool, rows: u64) {
+    fn report_lag(&mut self, timestamp: u32, heartbeat: bool, rows: u64) {
         let lag = if heartbeat {
             Some(Duration::ZERO)
         } else if timestamp > 0 {
-            let behind = now.micros() / 1_000_000 - i64::from(timestamp);
+            let behind = Timestamp::now().micros() / 1_000_000 - i64::from(timestamp);
             Some(Duration::from_secs(behind.max(0) as u64))
         } else {
             None
@@ -372,7 +453,7 @@ impl Replicator<'_> {
         let written = snapshot::materialize(state, &c.sink, &c.keys, now, &self.shutdown).await?;
         c.sink
             .write(
-                &[crate::model::Command::Set {
+                &[Command::Set {
                     key: c.keys.marker(),
                     value: self.checkpoint.snapshot.id.clone().into_bytes(),
                 }],
@@ -400,85 +481,12 @@ impl Replicator<'_> {
     }
 }
 
-/// While far behind, a progress line every few seconds.
-struct CatchUpLog {
-    since: Instant,
-    rows: u64,
-}
-
-impl CatchUpLog {
-    const EVERY: Duration = Duration::from_secs(5);
-    const BEHIND: Duration = Duration::from_secs(5);
-
-    fn new() -> Self {
-        CatchUpLog {
-            since: Instant::now(),
-            rows: 0,
-        }
-    }
-
-    fn record(&mut self, rows: u64, lag: Duration, position: &BinlogPosition) {
-        self.rows += rows;
-        let elapsed = self.since.elapsed();
-        if elapsed >= Self::EVERY {
-            if lag >= Self::BEHIND {
-                tracing::info!(
-                    "catching up: {} row events in {:.0}s ({:.0}/s), {}s behind, at {position}",
-                    self.rows,
-                    elapsed.as_secs_f64(),
-                    self.rows as f64 / elapsed.as_secs_f64(),
-                    lag.as_secs()
-                );
-            }
-            *self = CatchUpLog::new();
-        }
-    }
-}
-
-/// A piece with its share of the read-ahead budget, given back on drop.
-pub struct Budgeted {
-    piece: Piece,
-    _rows: OwnedSemaphorePermit,
-}
-
-/// Reads pieces into the channel until an error (sent on) or the receiver
-/// goes away. Each piece first takes as many of `budget_rows` permits as it
-/// has rows, so the pieces read but not yet applied stay bounded.
-async fn read_pieces(
-    mut reader: BinlogReader,
-    tx: mpsc::Sender<Result<Budgeted>>,
-    budget_rows: u32,
-) {
-    let budget = Arc::new(Semaphore::new(budget_rows as usize));
-    loop {
-        let item = match reader.next().await {
-            Ok(piece) => {
-                let rows = u32::try_from(piece.changes.len())
-                    .unwrap_or(u32::MAX)
-                    .min(budget_rows);
-                let Ok(permit) = budget.clone().acquire_many_owned(rows).await else {
-                    break;
-                };
-                Ok(Budgeted {
-                    piece,
-                    _rows: permit,
-                })
-            }
-            Err(e) => Err(e),
-        };
-        let failed = item.is_err();
-        if tx.send(item).await.is_err() || failed {
-            break;
-        }
-    }
-    reader.close().await;
-}
-
-/// Stops the reading task when the stream ends, whichever way.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
+/// The group in flight's write, or never when none is.
+async fn written(
+    in_flight: &mut Option<InFlight>,
+) -> std::result::Result<Written, tokio::task::JoinError> {
+    match in_flight {
+        Some(f) => (&mut f.task).await,
+        None => std::future::pending().await,
     }
 }

@@ -26,8 +26,8 @@ use super::session::{
     preference_fields, session_fields, user_fields, write_session, write_user_index, Field,
 };
 use super::{
-    attribute_field, Attribute, Bytes, Command, Keys, Overlay, Preferences, RowChange, Session,
-    SessionRef, SourceRow, StateView, Timestamp, User,
+    attribute_field, coalesce, Attribute, Bytes, Command, Keys, Overlay, Preferences, RowChange,
+    Session, SessionRef, SourceRow, StateView, Timestamp, User,
 };
 use crate::error::Result;
 
@@ -63,7 +63,8 @@ pub fn apply<V: StateView>(
     }
 }
 
-/// Ends a group: rewrites the index of every user it touched.
+/// Ends a group: rewrites the index of every user it touched, and merges
+/// the group's commands per key (see [`coalesce`]).
 pub fn finish_group<V: StateView>(
     view: &Overlay<'_, V>,
     keys: &Keys,
@@ -81,6 +82,7 @@ pub fn finish_group<V: StateView>(
         out.commands
             .extend(write_user_index(keys, user_id, members));
     }
+    out.commands = coalesce(std::mem::take(&mut out.commands));
     Ok(())
 }
 
@@ -192,7 +194,6 @@ impl<V: StateView> Ctx<'_, '_, V> {
     fn upsert_session(&mut self, session: Session) -> Result<()> {
         let old = self.view.session(&session.session_id)?;
         self.view.put_session(session.clone())?;
-        self.out.dirty_users.insert(session.user_id);
         let was_live = old.as_ref().is_some_and(|o| o.is_live(self.now));
         match old {
             Some(old)
@@ -212,6 +213,8 @@ impl<V: StateView> Ctx<'_, '_, V> {
                 Ok(())
             }
             old => {
+                // Liveness, expiry or user changed: so did the index.
+                self.out.dirty_users.insert(session.user_id);
                 if let Some(old) = old {
                     self.out.dirty_users.insert(old.user_id);
                 }

@@ -217,6 +217,10 @@ struct World {
     state: Mem,
     redis: Redis,
     keys: Keys,
+    /// Build each group while the one before is in flight (its writes not
+    /// yet committed to the state), as streaming does.
+    pipelined: bool,
+    in_flight: Option<crate::model::view::Pending>,
 }
 
 impl World {
@@ -225,28 +229,55 @@ impl World {
             state: Mem::default(),
             redis: Redis::default(),
             keys: Keys::new("p:"),
+            pipelined: false,
+            in_flight: None,
+        }
+    }
+
+    fn pipelined() -> Self {
+        World {
+            pipelined: true,
+            ..World::new()
         }
     }
 
     /// Applies one group and checks Redis equals the model of the state.
     fn group(&mut self, changes: Vec<RowChange>) -> Vec<Command> {
         let base = self.state.clone();
-        let mut overlay = Overlay::new(&base);
+        let mut overlay = Overlay::over(&base, self.in_flight.as_ref());
         let mut out = GroupOutput::default();
         for c in changes {
             apply(c, &mut overlay, &self.keys, now(), &mut out).unwrap();
         }
         finish_group(&overlay, &self.keys, now(), &mut out).unwrap();
         let pending = overlay.pending;
-        self.state.commit(pending);
+        // The group before is acknowledged, and committed, only now.
+        if let Some(before) = self.in_flight.take() {
+            self.state.commit(before);
+        }
         self.redis.exec(&out.commands, NOW);
+        let mut expected = self.state.clone();
+        expected.commit(pending.clone());
         assert_eq!(
             self.redis,
-            Redis::model_of(&self.state, &self.keys, now()),
+            Redis::model_of(&expected, &self.keys, now()),
             "after {:?}",
             out.commands
         );
+        match self.pipelined {
+            true => self.in_flight = Some(pending),
+            false => self.state = expected,
+        }
         out.commands
+    }
+
+    /// The state with the group in flight committed.
+    fn settled(&self) -> Mem {
+        let mut state = self.state.clone();
+        if let Some(p) = &self.in_flight {
+            state.commit(p.clone());
+        }
+        state
     }
 
     fn hash(&self, sid: &str) -> Option<BTreeMap<String, String>> {
@@ -272,9 +303,7 @@ fn upd(before: SourceRow, after: SourceRow) -> RowChange {
     Update { before, after }
 }
 
-#[test]
-fn every_table_drives_updates_and_redis_follows_the_model() {
-    let mut w = World::new();
+fn every_table_drives_updates_and_redis_follows_the_model(mut w: World) {
     w.group(vec![
         Insert(user(1, "a")),
         Insert(prefs(1, Some("dark"))),
@@ -322,12 +351,10 @@ fn every_table_drives_updates_and_redis_follows_the_model() {
     w.group(vec![Delete(prefs(1, None))]);
     w.group(vec![Delete(user(1, "b"))]);
     assert!(w.redis.data.is_empty(), "{:?}", w.redis);
-    assert!(w.state.sessions.is_empty() && w.state.attrs.is_empty());
+    assert!(w.settled().sessions.is_empty() && w.settled().attrs.is_empty());
 }
 
-#[test]
-fn session_lifecycle_expiry_moves_and_renames() {
-    let mut w = World::new();
+fn session_lifecycle_expiry_moves_and_renames(mut w: World) {
     w.group(vec![
         Insert(user(1, "a")),
         Insert(user(2, "b")),
@@ -362,9 +389,7 @@ fn session_lifecycle_expiry_moves_and_renames() {
     assert!(w.redis.data.is_empty());
 }
 
-#[test]
-fn deleting_a_session_drops_its_data_and_index_member() {
-    let mut w = World::new();
+fn deleting_a_session_drops_its_data_and_index_member(mut w: World) {
     w.group(vec![
         Insert(user(1, "a")),
         Insert(session("s1", 1, 100)),
@@ -372,7 +397,7 @@ fn deleting_a_session_drops_its_data_and_index_member() {
         Insert(attr("s1", "k", Some("v"))),
     ]);
     w.group(vec![Delete(session("s1", 1, 100))]);
-    assert!(w.state.attrs.is_empty());
+    assert!(w.settled().attrs.is_empty());
     let Some(Val::ZSet(z)) = w.redis.data.get(&w.keys.user_index(1)) else {
         panic!()
     };
@@ -380,9 +405,7 @@ fn deleting_a_session_drops_its_data_and_index_member() {
     assert_eq!(w.redis.ttl[&w.keys.user_index(1)], NOW + 200);
 }
 
-#[test]
-fn replaying_a_group_against_its_own_result_changes_nothing() {
-    let mut w = World::new();
+fn replaying_a_group_against_its_own_result_changes_nothing(mut w: World) {
     let changes = || {
         vec![
             Insert(user(1, "a")),
@@ -396,3 +419,28 @@ fn replaying_a_group_against_its_own_result_changes_nothing() {
     w.group(changes());
     assert_eq!(w.hash("s1"), before);
 }
+
+/// Each scenario, with groups applied one by one and with each group built
+/// while the one before is in flight.
+macro_rules! one_by_one_and_in_flight {
+    ($($name:ident),*) => {$(
+        mod $name {
+            #[test]
+            fn one_by_one() {
+                super::$name(super::World::new())
+            }
+
+            #[test]
+            fn in_flight() {
+                super::$name(super::World::pipelined())
+            }
+        }
+    )*};
+}
+
+one_by_one_and_in_flight!(
+    every_table_drives_updates_and_redis_follows_the_model,
+    session_lifecycle_expiry_moves_and_renames,
+    deleting_a_session_drops_its_data_and_index_member,
+    replaying_a_group_against_its_own_result_changes_nothing
+);
