@@ -11,6 +11,11 @@ use tracing_subscriber::EnvFilter;
 use replicator::app;
 use replicator::cli::{Cli, Command, LogFormat};
 
+/// jemalloc: a group's rows and commands are allocated on one thread and
+/// freed on others, which glibc's allocator does slowly.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> ExitCode {
     // A `.env` file in the working directory fills in unset variables.
     let _ = dotenvy::dotenv();

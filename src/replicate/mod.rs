@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
-use tokio::task::JoinHandle;
+use tokio::task::{JoinError, JoinHandle};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -142,7 +142,9 @@ struct Replicator<'a> {
 
 /// A group turned into Redis commands and state writes.
 struct Group {
-    pending: Pending,
+    /// Shared with the task that encodes it for RocksDB while Redis
+    /// executes the commands.
+    pending: Arc<Pending>,
     checkpoint: Checkpoint,
     transactions: u64,
     tally: RowTally,
@@ -159,12 +161,13 @@ struct Group {
 struct InFlight {
     group: Group,
     task: JoinHandle<Written>,
+    batch: JoinHandle<StateBatch>,
 }
 
 /// What the loop waits for next.
 enum Next {
     Piece(Option<Result<Budgeted>>),
-    Written(std::result::Result<Written, tokio::task::JoinError>),
+    Written(std::result::Result<Written, JoinError>),
     Stop,
 }
 
@@ -247,8 +250,9 @@ impl Replicator<'_> {
             let first = match next {
                 Next::Stop => return Ok(()),
                 Next::Written(written) => {
-                    let in_flight = self.in_flight.take().expect("a group is in flight");
-                    if !self.finish(in_flight.group, written).await? {
+                    let InFlight { group, batch, .. } =
+                        self.in_flight.take().expect("a group is in flight");
+                    if !self.finish(group, written, batch).await? {
                         return Ok(()); // stopped while Redis was unreachable
                     }
                     if self.caught_up() {
@@ -309,7 +313,7 @@ impl Replicator<'_> {
         let now = Timestamp::now();
         let keys = &self.c.keys;
         let reader = StateReader::new(self.state);
-        let below = self.in_flight.as_ref().map(|f| &f.group.pending);
+        let below = self.in_flight.as_ref().map(|f| &*f.group.pending);
         let mut overlay = Overlay::over(&reader, below);
         let mut out = GroupOutput::default();
         let last = &pieces.last().expect("a group has a piece").piece;
@@ -341,7 +345,7 @@ impl Replicator<'_> {
         }
         finish_group(&overlay, keys, now, &mut out)?;
         let group = Group {
-            pending: overlay.pending,
+            pending: Arc::new(overlay.pending),
             checkpoint,
             transactions,
             tally,
@@ -364,14 +368,16 @@ impl Replicator<'_> {
         }
         let writer = self.writer.take().expect("no group is in flight");
         let task = writer.spawn(commands, self.checkpoint.position.clone());
-        self.in_flight = Some(InFlight { group, task });
+        let pending = group.pending.clone();
+        let batch = tokio::task::spawn_blocking(move || StateBatch::from_pending(&pending));
+        self.in_flight = Some(InFlight { group, task, batch });
     }
 
     /// Waits for the group in flight, if any, and commits it. False when
     /// shutdown came while Redis was unreachable.
     async fn settle(&mut self) -> Result<bool> {
         match self.in_flight.take() {
-            Some(InFlight { group, task }) => self.finish(group, task.await).await,
+            Some(InFlight { group, task, batch }) => self.finish(group, task.await, batch).await,
             None => Ok(true),
         }
     }
@@ -382,26 +388,41 @@ impl Replicator<'_> {
     async fn finish(
         &mut self,
         group: Group,
-        written: std::result::Result<Written, tokio::task::JoinError>,
+        written: std::result::Result<Written, JoinError>,
+        batch: JoinHandle<StateBatch>,
     ) -> Result<bool> {
+        let task_failed =
+            |e: JoinError| Error::Interrupted(format!("a streaming task failed: {e}"));
         let Written {
             writer,
             commands,
             outcome,
-        } = written.map_err(|e| Error::Interrupted(format!("the Redis writer failed: {e}")))?;
+        } = written.map_err(task_failed)?;
         self.writer = Some(writer);
         let Some(marker_present) = outcome? else {
             return Ok(false);
         };
-        self.state
-            .commit_unsynced(StateBatch::from_pending(group.pending), &group.checkpoint)?;
-        telemetry::group_applied(group.transactions, &commands);
-        telemetry::rows_applied(&group.tally);
-        telemetry::checkpoint(&group.checkpoint.position, group.checkpoint.committed_at);
-        self.checkpoint = group.checkpoint;
+        let batch = batch.await.map_err(task_failed)?;
+        let Group {
+            pending,
+            checkpoint,
+            transactions,
+            tally,
+            rows,
+            timestamp,
+            heartbeat,
+            _budget,
+        } = group;
+        self.state.commit_unsynced(batch, &checkpoint)?;
+        // A group's rows are many small allocations: freed off the loop.
+        tokio::task::spawn_blocking(move || drop(pending));
+        telemetry::group_applied(transactions, &commands);
+        telemetry::rows_applied(&tally);
+        telemetry::checkpoint(&checkpoint.position, checkpoint.committed_at);
+        self.checkpoint = checkpoint;
         // Only what Redis acknowledged counts: the lag (and so readiness)
         // moves after the write, never before it.
-        self.report_lag(group.timestamp, group.heartbeat, group.rows);
+        self.report_lag(timestamp, heartbeat, rows);
         if !marker_present {
             self.rebuild_namespace().await?;
         }
@@ -482,9 +503,7 @@ impl Replicator<'_> {
 }
 
 /// The group in flight's write, or never when none is.
-async fn written(
-    in_flight: &mut Option<InFlight>,
-) -> std::result::Result<Written, tokio::task::JoinError> {
+async fn written(in_flight: &mut Option<InFlight>) -> std::result::Result<Written, JoinError> {
     match in_flight {
         Some(f) => (&mut f.task).await,
         None => std::future::pending().await,

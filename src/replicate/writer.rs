@@ -11,7 +11,7 @@ use crate::error::Result;
 use crate::model::{Bytes, Command};
 use crate::position::BinlogPosition;
 use crate::sink::RedisSink;
-use crate::telemetry::{self, Health};
+use crate::telemetry::{self, CommandTally, Health};
 
 /// Writes groups as one `MULTI`/`EXEC` each, retrying with backoff while
 /// Redis is unreachable, until shutdown.
@@ -23,12 +23,12 @@ pub struct GroupWriter {
     shutdown: CancellationToken,
 }
 
-/// What a write task gives back: the writer, the commands, and the outcome:
-/// whether the namespace's marker key was there, or `None` when shutdown
-/// came before Redis acknowledged the group.
+/// What a write task gives back: the writer, the commands it wrote by kind,
+/// and the outcome: whether the namespace's marker key was there, or `None`
+/// when shutdown came before Redis acknowledged the group.
 pub struct Written {
     pub writer: GroupWriter,
-    pub commands: Vec<Command>,
+    pub commands: CommandTally,
     pub outcome: Result<Option<bool>>,
 }
 
@@ -48,8 +48,8 @@ impl GroupWriter {
         }
     }
 
-    /// Writes `commands` in a task; `committed` is named in the log while
-    /// Redis is unreachable.
+    /// Writes `commands` in a task (which also frees them, away from the
+    /// loop); `committed` is named in the log while Redis is unreachable.
     pub fn spawn(
         mut self,
         commands: Vec<Command>,
@@ -59,7 +59,7 @@ impl GroupWriter {
             let outcome = self.write(&commands, &committed).await;
             Written {
                 writer: self,
-                commands,
+                commands: CommandTally::of(&commands),
                 outcome,
             }
         })

@@ -238,36 +238,36 @@ pub struct StateBatch {
 
 impl StateBatch {
     /// The writes of a group's overlay.
-    pub fn from_pending(pending: Pending) -> Self {
+    pub fn from_pending(pending: &Pending) -> Self {
         let mut b = StateBatch {
             batch: WriteBatch::default(),
         };
-        for (user_id, row) in pending.users {
+        for (&user_id, row) in &pending.users {
             match row {
-                Some(u) => b.put_user(&u),
+                Some(u) => b.put_user(u),
                 None => b.delete_user(user_id),
             }
         }
-        for (user_id, row) in pending.preferences {
+        for (&user_id, row) in &pending.preferences {
             match row {
-                Some(p) => b.put_preferences(&p),
+                Some(p) => b.put_preferences(p),
                 None => b.delete_preferences(user_id),
             }
         }
-        for (session_id, row) in pending.sessions {
+        for (session_id, row) in &pending.sessions {
             match row {
-                Some(s) => b.batch.put(keys::session(&session_id), encode(&s)),
-                None => b.batch.delete(keys::session(&session_id)),
+                Some(s) => b.batch.put(keys::session(session_id), encode(s)),
+                None => b.batch.delete(keys::session(session_id)),
             }
         }
-        for ((session_id, key), row) in pending.attributes {
+        for ((session_id, key), row) in &pending.attributes {
             match row {
-                Some(a) => b.put_attribute(&a),
-                None => b.delete_attribute(&session_id, &key),
+                Some(a) => b.put_attribute(a),
+                None => b.delete_attribute(session_id, key),
             }
         }
-        for ((user_id, session_id), entry) in pending.index {
-            let key = keys::index(user_id, &session_id);
+        for ((user_id, session_id), entry) in &pending.index {
+            let key = keys::index(*user_id, session_id);
             match entry {
                 Some(r) => b.batch.put(key, keys::index_value(r.expires_at)),
                 None => b.batch.delete(key),

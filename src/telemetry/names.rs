@@ -113,15 +113,26 @@ pub fn rows_applied(tally: &RowTally) {
     }
 }
 
+/// Redis commands of a group by kind, counted where the commands are
+/// written and recorded when the group is committed.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct CommandTally([u64; COMMAND_NAMES.len()]);
+
+impl CommandTally {
+    pub fn of(commands: &[Command]) -> Self {
+        let mut tally = CommandTally::default();
+        for c in commands {
+            tally.0[command_index(c)] += 1;
+        }
+        tally
+    }
+}
+
 /// A group written to Redis and committed.
-pub fn group_applied(transactions: u64, commands: &[Command]) {
+pub fn group_applied(transactions: u64, commands: &CommandTally) {
     counter!(GROUPS).increment(1);
     counter!(TRANSACTIONS).increment(transactions);
-    let mut counts = [0u64; COMMAND_NAMES.len()];
-    for c in commands {
-        counts[command_index(c)] += 1;
-    }
-    for (i, n) in counts.into_iter().enumerate() {
+    for (i, n) in commands.0.into_iter().enumerate() {
         if n > 0 {
             counter!(REDIS_COMMANDS, "command" => COMMAND_NAMES[i]).increment(n);
         }
