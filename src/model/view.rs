@@ -62,14 +62,16 @@ impl Pending {
 
 /// The base state with a group's pending writes on top, and between them,
 /// read-only, those of the group before it when that one is still in
-/// flight (written to Redis, not yet committed to the base). Sessions read
-/// from the base are kept for the group: a group reads the same few
-/// sessions many times.
+/// flight (written to Redis, not yet committed to the base). Sessions and
+/// users' index entries read from the base are kept for the group: a group
+/// reads the same few many times (a user's row and preferences changed
+/// together, say).
 pub struct Overlay<'a, V> {
     base: &'a V,
     below: Option<&'a Pending>,
     pub pending: Pending,
     sessions: RefCell<HashMap<Bytes, Option<Session>>>,
+    index: RefCell<HashMap<i64, Vec<SessionRef>>>,
 }
 
 impl<'a, V: StateView> Overlay<'a, V> {
@@ -84,6 +86,7 @@ impl<'a, V: StateView> Overlay<'a, V> {
             below,
             pending: Pending::default(),
             sessions: RefCell::default(),
+            index: RefCell::default(),
         }
     }
 
@@ -207,9 +210,16 @@ impl<V: StateView> StateView for Overlay<'_, V> {
     }
 
     fn sessions_of_user(&self, user_id: i64) -> Result<Vec<SessionRef>> {
-        let mut refs: BTreeMap<Bytes, SessionRef> = self
-            .base
-            .sessions_of_user(user_id)?
+        let cached = self.index.borrow().get(&user_id).cloned();
+        let base = match cached {
+            Some(refs) => refs,
+            None => {
+                let refs = self.base.sessions_of_user(user_id)?;
+                self.index.borrow_mut().insert(user_id, refs.clone());
+                refs
+            }
+        };
+        let mut refs: BTreeMap<Bytes, SessionRef> = base
             .into_iter()
             .map(|r| (r.session_id.clone(), r))
             .collect();

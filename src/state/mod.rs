@@ -46,6 +46,9 @@ impl StateStore {
         // memtables and a 32 MiB block cache.
         opts.set_write_buffer_size(16 << 20);
         opts.set_max_write_buffer_number(3);
+        // Compaction shares the machine with the replicator, MySQL and
+        // Redis: uncompressed files cost disk, not CPU.
+        opts.set_compression_type(rocksdb::DBCompressionType::None);
         let mut table = BlockBasedOptions::default();
         table.set_block_cache(&Cache::new_lru_cache(32 << 20));
         table.set_bloom_filter(10.0, false);
