@@ -13,10 +13,17 @@
 use crate::model::Timestamp;
 
 pub const CHECKPOINT: &[u8] = b"~checkpoint";
+pub const ATTRIBUTES: &[u8] = b"a";
 pub const INDEX: &[u8] = b"i";
 /// Every row key lies in `FIRST..LAST`; the checkpoint does not.
 pub const FIRST: &[u8] = b"a";
 pub const LAST: &[u8] = b"z";
+
+/// The first key after every key of the table named by the one letter
+/// `table`.
+pub fn table_end(table: &[u8]) -> Vec<u8> {
+    vec![table[0] + 1]
+}
 
 fn id(user_id: i64) -> [u8; 8] {
     ((user_id as u64) ^ (1 << 63)).to_be_bytes()
@@ -38,7 +45,7 @@ pub fn attributes_of(session_id: &[u8]) -> Vec<u8> {
     let len = u32::try_from(session_id.len())
         .unwrap_or(u32::MAX)
         .to_be_bytes();
-    [&b"a"[..], &len, session_id].concat()
+    [ATTRIBUTES, &len, session_id].concat()
 }
 
 pub fn attribute(session_id: &[u8], key: &[u8]) -> Vec<u8> {

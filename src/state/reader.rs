@@ -1,10 +1,15 @@
 //! Reads of the state for one unit of work (a group of transactions, a pass
-//! over the whole state), with one RocksDB iterator reused for every prefix
-//! scan: creating an iterator costs far more than seeking one.
+//! over the whole state), with one RocksDB iterator per table reused for
+//! every prefix scan: creating an iterator costs far more than seeking one.
+//!
+//! Each iterator is bounded to its table's keys. A scan that finds nothing
+//! under its prefix stops at the bound rather than walking on into the
+//! next table, where a bulk delete (a purge of expired sessions, say) may
+//! have left many thousands of deleted keys to step over.
 
 use std::cell::RefCell;
 
-use rocksdb::DBRawIterator;
+use rocksdb::{DBRawIterator, ReadOptions};
 
 use super::{keys, StateStore};
 use crate::error::Result;
@@ -12,25 +17,33 @@ use crate::model::{Attribute, Preferences, Session, SessionRef, StateView, User}
 
 pub struct StateReader<'a> {
     store: &'a StateStore,
-    iter: RefCell<DBRawIterator<'a>>,
+    attributes: RefCell<DBRawIterator<'a>>,
+    index: RefCell<DBRawIterator<'a>>,
 }
 
 impl<'a> StateReader<'a> {
     /// A reader of `store`. Its scans see the state as of now: create one
     /// per unit of work, not across writes.
     pub fn new(store: &'a StateStore) -> Self {
+        let bounded = |table: &[u8]| {
+            let mut options = ReadOptions::default();
+            options.set_iterate_upper_bound(keys::table_end(table));
+            RefCell::new(store.db.raw_iterator_opt(options))
+        };
         StateReader {
             store,
-            iter: RefCell::new(store.db.raw_iterator()),
+            attributes: bounded(keys::ATTRIBUTES),
+            index: bounded(keys::INDEX),
         }
     }
 
     fn scan<T>(
         &self,
+        iter: &RefCell<DBRawIterator<'a>>,
         prefix: &[u8],
         mut f: impl FnMut(&[u8], &[u8]) -> Result<T>,
     ) -> Result<Vec<T>> {
-        let mut iter = self.iter.borrow_mut();
+        let mut iter = iter.borrow_mut();
         iter.seek(prefix);
         let mut out = Vec::new();
         while let (Some(k), Some(v)) = (iter.key(), iter.value()) {
@@ -59,14 +72,16 @@ impl StateView for StateReader<'_> {
     }
 
     fn attributes(&self, session_id: &[u8]) -> Result<Vec<Attribute>> {
-        self.scan(&keys::attributes_of(session_id), |_, v| {
-            self.store.decode(v)
-        })
+        self.scan(
+            &self.attributes,
+            &keys::attributes_of(session_id),
+            |_, v| self.store.decode(v),
+        )
     }
 
     fn sessions_of_user(&self, user_id: i64) -> Result<Vec<SessionRef>> {
         let prefix = keys::index_of(user_id);
-        self.scan(&prefix, |k, v| {
+        self.scan(&self.index, &prefix, |k, v| {
             Ok(SessionRef {
                 session_id: k[prefix.len()..].to_vec(),
                 expires_at: keys::parse_index_value(v),
