@@ -124,8 +124,18 @@ fn replicator(env: &Env, args: &[&str]) -> tokio::process::Command {
     cmd
 }
 
-/// Runs the replicator to completion: wall time, peak RSS in MiB, stdout.
-async fn measure(env: &Env, args: &[&str]) -> (Duration, u64, String) {
+/// A finished run of the replicator.
+struct Measured {
+    wall: Duration,
+    /// Peak RSS, MiB.
+    peak: u64,
+    /// CPU time (user + system), seconds, as last seen before it exited.
+    cpu: f64,
+    stdout: String,
+}
+
+/// Runs the replicator to completion, watching its memory and CPU time.
+async fn measure(env: &Env, args: &[&str]) -> Measured {
     let started = Instant::now();
     let mut child = replicator(env, args)
         .stdout(Stdio::piped())
@@ -141,8 +151,10 @@ async fn measure(env: &Env, args: &[&str]) -> (Duration, u64, String) {
             .unwrap();
         s
     });
+    let mut cpu = 0.0;
     loop {
         peak = peak.max(peak_rss(pid).unwrap_or(0));
+        cpu = cpu_seconds(pid).unwrap_or(cpu);
         match tokio::time::timeout(Duration::from_millis(20), child.wait()).await {
             Ok(status) => {
                 assert!(status.unwrap().success(), "replicator {args:?} failed");
@@ -151,7 +163,40 @@ async fn measure(env: &Env, args: &[&str]) -> (Duration, u64, String) {
             Err(_) => continue,
         }
     }
-    (started.elapsed(), peak, reader.await.unwrap())
+    Measured {
+        wall: started.elapsed(),
+        peak,
+        cpu,
+        stdout: reader.await.unwrap(),
+    }
+}
+
+/// utime + stime of a process (fields 14 and 15 of /proc/pid/stat, in
+/// clock ticks of 1/100 s).
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after_name = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(ticks as f64 / 100.0)
+}
+
+/// Redis's own CPU time (user + system) and commands executed so far.
+async fn redis_usage(env: &Env) -> (f64, u64) {
+    let client = redis::Client::open(env.redis_url.as_str()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let info: String = redis::cmd("INFO")
+        .arg("all")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let field = |name: &str| -> f64 {
+        info.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(':')?.trim().parse().ok())
+            .unwrap_or(0.0)
+    };
+    let cpu = field("used_cpu_user") + field("used_cpu_sys");
+    (cpu, field("total_commands_processed") as u64)
 }
 
 fn peak_rss(pid: u32) -> Option<u64> {
@@ -277,7 +322,12 @@ struct Row(String, String);
 async fn w1(env: &Env, rows: &mut Vec<Row>) {
     let _ = std::fs::remove_dir_all(&env.state_dir);
     flush_bench_redis(env).await;
-    let (wall, peak, out) = measure(env, &["snapshot"]).await;
+    let Measured {
+        wall,
+        peak,
+        stdout: out,
+        ..
+    } = measure(env, &["snapshot"]).await;
     let number = |label: &str| -> u64 {
         out.lines()
             .filter(|l| l.contains(label))
@@ -394,13 +444,28 @@ async fn w2(env: &Env, args: &Args, rows: &mut Vec<Row>) {
         measure(env, &["snapshot"]).await;
     }
     let changes = backlog(env, args).await;
-    let (wall, peak, _) = measure(env, &["run", "--exit-when-caught-up"]).await;
-    let secs = wall.as_secs_f64();
+    let (redis_cpu, redis_commands) = redis_usage(env).await;
+    let run = measure(env, &["run", "--exit-when-caught-up"]).await;
+    let (redis_cpu_after, redis_commands_after) = redis_usage(env).await;
+    let secs = run.wall.as_secs_f64();
     rows.push(Row(
         "W2 catch-up".into(),
         format!(
-            "{changes} row events in {secs:.1} s: {:.0} events/s, peak RSS {peak} MiB",
-            changes as f64 / secs
+            "{changes} row events in {secs:.1} s: {:.0} events/s, peak RSS {} MiB",
+            changes as f64 / secs,
+            run.peak
+        ),
+    ));
+    // What bounds it: the CPU time of the two cores that each side took.
+    rows.push(Row(
+        "W2 CPU".into(),
+        format!(
+            "replicator {:.1} s, Redis {:.1} s for {} commands ({:.1} per row event), of {:.1} s on 2 cores",
+            run.cpu,
+            redis_cpu_after - redis_cpu,
+            redis_commands_after - redis_commands,
+            (redis_commands_after - redis_commands) as f64 / changes as f64,
+            2.0 * secs
         ),
     ));
 }
