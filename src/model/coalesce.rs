@@ -5,7 +5,7 @@
 //! preference update in the same group, say, each write the user's live
 //! sessions; merged, each session gets one `HSET` of both fields and one
 //! `EXPIREAT` instead of two of each. Redis executes fewer commands for the
-//! same result, and Redis is what bounds streaming throughput.
+//! same result; its work is a large share of what streaming costs.
 //!
 //! The net effect of a key's commands, in order, is at most: `DEL`, `HDEL` of
 //! the fields removed, `HSET` of the fields' last values, `ZADD`, `SET`,
