@@ -604,6 +604,7 @@ async fn w3(env: &Env, args: &Args, rows: &mut Vec<Row>) {
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let _ = watcher.await;
+    let peak = child.id().and_then(peak_rss).unwrap_or(0);
     child.start_kill().unwrap();
     let _ = child.wait().await;
     let mut lat = latencies.lock().unwrap().clone();
@@ -618,7 +619,7 @@ async fn w3(env: &Env, args: &Args, rows: &mut Vec<Row>) {
     rows.push(Row(
         format!("W3 lag at {} tx/s", args.rate),
         format!(
-            "{achieved:.0} tx/s for {}s: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms ({seen} of {total} observed)",
+            "{achieved:.0} tx/s for {}s: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms ({seen} of {total} observed), peak RSS {peak} MiB",
             args.seconds,
             ms(pct(0.50)),
             ms(pct(0.99)),

@@ -67,7 +67,6 @@ impl Connected {
 pub async fn connect(config: &Config) -> Result<Connected> {
     let source = MySqlSource::new(
         &config.mysql_url,
-        config.database()?,
         config.mysql_ssl_mode,
         config.mysql_ssl_ca.as_deref(),
     )?;
@@ -237,21 +236,7 @@ async fn status(args: StatusArgs) -> Result<()> {
 }
 
 async fn server_position(url: &str, args: &StatusArgs) -> Result<crate::position::BinlogPosition> {
-    let config = Config {
-        mysql_url: url.to_string(),
-        mysql_ssl_mode: args.mysql_ssl_mode,
-        mysql_ssl_ca: args.mysql_ssl_ca.clone(),
-        redis_url: String::new(),
-        redis_ca: None,
-        key_prefix: String::new(),
-        state_dir: None,
-    };
-    let source = MySqlSource::new(
-        url,
-        config.database()?,
-        config.mysql_ssl_mode,
-        config.mysql_ssl_ca.as_deref(),
-    )?;
+    let source = MySqlSource::new(url, args.mysql_ssl_mode, args.mysql_ssl_ca.as_deref())?;
     source.current_position().await
 }
 

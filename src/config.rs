@@ -38,25 +38,25 @@ pub struct Config {
     pub state_dir: Option<PathBuf>,
 }
 
-impl Config {
-    /// The database named in the MySQL URL.
-    pub fn database(&self) -> Result<String> {
-        let url = url::Url::parse(&self.mysql_url).map_err(|e| {
-            Error::Config(format!(
-                "MYSQL_URL `{}` is not a URL ({e}); expected mysql://user:password@host:port/database",
-                redact_url(&self.mysql_url)
-            ))
-        })?;
-        let db = url.path().trim_start_matches('/');
-        if db.is_empty() {
-            return Err(Error::Config(format!(
-                "MYSQL_URL `{}` names no database; expected mysql://user:password@host:port/database",
-                redact_url(&self.mysql_url)
-            )));
-        }
-        Ok(percent_decode(db))
+/// The database named in a MySQL URL.
+pub fn database_of(mysql_url: &str) -> Result<String> {
+    let url = url::Url::parse(mysql_url).map_err(|e| {
+        Error::Config(format!(
+            "MYSQL_URL `{}` is not a URL ({e}); expected mysql://user:password@host:port/database",
+            redact_url(mysql_url)
+        ))
+    })?;
+    let db = url.path().trim_start_matches('/');
+    if db.is_empty() {
+        return Err(Error::Config(format!(
+            "MYSQL_URL `{}` names no database; expected mysql://user:password@host:port/database",
+            redact_url(mysql_url)
+        )));
     }
+    Ok(percent_decode(db))
+}
 
+impl Config {
     pub fn state_dir(&self) -> Result<&PathBuf> {
         self.state_dir.as_ref().ok_or_else(|| {
             Error::Config("STATE_DIR is not set; give --state-dir or set STATE_DIR".into())
@@ -116,18 +116,8 @@ mod tests {
 
     #[test]
     fn database_comes_from_the_path() {
-        let mut c = Config {
-            mysql_url: "mysql://u:p@h:1/my%2Ddb".into(),
-            mysql_ssl_mode: SslMode::default(),
-            mysql_ssl_ca: None,
-            redis_ca: None,
-            redis_url: String::new(),
-            key_prefix: String::new(),
-            state_dir: None,
-        };
-        assert_eq!(c.database().unwrap(), "my-db");
-        c.mysql_url = "mysql://u:p@h:1/".into();
-        let err = c.database().unwrap_err().to_string();
+        assert_eq!(database_of("mysql://u:p@h:1/my%2Ddb").unwrap(), "my-db");
+        let err = database_of("mysql://u:p@h:1/").unwrap_err().to_string();
         assert!(
             err.contains("names no database") && !err.contains(":p@"),
             "{err}"

@@ -75,9 +75,25 @@ pub enum Error {
     Decode { table: &'static str, reason: String },
 }
 
-/// Server errors that mean a missing privilege: specific access denied,
-/// table access denied, database access denied.
-const MISSING_PRIVILEGE: [u16; 3] = [1227, 1142, 1044];
+/// The MySQL server error codes the replicator tells apart.
+pub(crate) mod mysql_code {
+    /// No privilege on the database named at connect.
+    pub const DBACCESS_DENIED: u16 = 1044;
+    /// Wrong user or password; MariaDB also answers a binlog request without
+    /// REPLICATION SLAVE with it.
+    pub const ACCESS_DENIED: u16 = 1045;
+    pub const TABLEACCESS_DENIED: u16 = 1142;
+    pub const SPECIFIC_ACCESS_DENIED: u16 = 1227;
+    /// The binlog file asked for cannot be found or read.
+    pub const MASTER_FATAL_ERROR_READING_BINLOG: u16 = 1236;
+}
+
+/// Server errors of a statement that mean a missing privilege.
+const MISSING_PRIVILEGE: [u16; 3] = [
+    mysql_code::SPECIFIC_ACCESS_DENIED,
+    mysql_code::TABLEACCESS_DENIED,
+    mysql_code::DBACCESS_DENIED,
+];
 
 /// The library's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

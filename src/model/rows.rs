@@ -43,13 +43,23 @@ pub struct Session {
 impl Session {
     /// A session is live, and has a hash in Redis, while `expires_at` is in the future.
     pub fn is_live(&self, now: Timestamp) -> bool {
-        self.expires_at.is_some_and(|e| e > now)
+        is_live(self.expires_at, now)
     }
 
     /// The `EXPIREAT` of its hash and its score in the user's index.
     pub fn expire_at_seconds(&self) -> Option<i64> {
-        self.expires_at.map(Timestamp::ceil_seconds)
+        expire_at_seconds(self.expires_at)
     }
+}
+
+/// The one rule of liveness, for a session and for its index entry.
+fn is_live(expires_at: Option<Timestamp>, now: Timestamp) -> bool {
+    expires_at.is_some_and(|e| e > now)
+}
+
+/// Whole Unix seconds, rounded up.
+fn expire_at_seconds(expires_at: Option<Timestamp>) -> Option<i64> {
+    expires_at.map(Timestamp::ceil_seconds)
 }
 
 /// A session as the user → sessions index knows it: its id and expiry,
@@ -62,11 +72,11 @@ pub struct SessionRef {
 
 impl SessionRef {
     pub fn is_live(&self, now: Timestamp) -> bool {
-        self.expires_at.is_some_and(|e| e > now)
+        is_live(self.expires_at, now)
     }
 
     pub fn expire_at_seconds(&self) -> Option<i64> {
-        self.expires_at.map(Timestamp::ceil_seconds)
+        expire_at_seconds(self.expires_at)
     }
 }
 

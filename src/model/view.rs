@@ -46,12 +46,17 @@ impl Pending {
         }
     }
 
+    /// This layer's entries of the user's index.
+    fn index_of(&self, user_id: i64) -> impl Iterator<Item = (&Bytes, &Option<SessionRef>)> {
+        self.index
+            .range((user_id, Vec::new())..)
+            .take_while(move |((uid, _), _)| *uid == user_id)
+            .map(|((_, sid), entry)| (sid, entry))
+    }
+
     /// Puts this layer's index entries of the user over `refs`.
     fn merge_index(&self, user_id: i64, refs: &mut BTreeMap<Bytes, SessionRef>) {
-        for ((uid, sid), entry) in self.index.range((user_id, Vec::new())..) {
-            if *uid != user_id {
-                break;
-            }
+        for (sid, entry) in self.index_of(user_id) {
             match entry {
                 Some(r) => refs.insert(sid.clone(), r.clone()),
                 None => refs.remove(sid),
@@ -219,11 +224,16 @@ impl<V: StateView> StateView for Overlay<'_, V> {
                 refs
             }
         };
+        let layers = || self.below.into_iter().chain([&self.pending]);
+        // Most users a group reads, it has not written: the base as it is.
+        if layers().all(|layer| layer.index_of(user_id).next().is_none()) {
+            return Ok(base);
+        }
         let mut refs: BTreeMap<Bytes, SessionRef> = base
             .into_iter()
             .map(|r| (r.session_id.clone(), r))
             .collect();
-        for layer in self.below.into_iter().chain([&self.pending]) {
+        for layer in layers() {
             layer.merge_index(user_id, &mut refs);
         }
         Ok(refs.into_values().collect())

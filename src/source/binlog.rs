@@ -24,7 +24,7 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{BinlogStream, BinlogStreamRequest, Value};
 
 use super::{MySqlSource, TableRows};
-use crate::error::{Error, Result};
+use crate::error::{mysql_code, Error, Result};
 use crate::model::{RowChange, SourceRow};
 use crate::position::BinlogPosition;
 
@@ -38,11 +38,6 @@ const MARIADB_GTID_EVENT: u8 = 162;
 const MARIADB_FL_STANDALONE: u8 = 1;
 /// Length of an event's CRC32 checksum.
 const CHECKSUM_LEN: usize = 4;
-/// Access denied errors: generic, and for one privilege.
-const ER_ACCESS_DENIED: u16 = 1045;
-const ER_SPECIFIC_ACCESS_DENIED: u16 = 1227;
-/// MySQL's "could not find / read the binlog file" error.
-const ER_MASTER_FATAL_ERROR_READING_BINLOG: u16 = 1236;
 
 /// A piece of the stream: a committed transaction (or a part of a large
 /// one), or only progress past events that changed nothing of ours.
@@ -473,15 +468,19 @@ fn parse_gtids(gtid: Option<&str>) -> BTreeMap<u32, String> {
 /// Sorts stream errors into a purged binlog (final) and a lost source (retried).
 fn stream_error(e: mysql_async::Error, position: &BinlogPosition) -> Error {
     match e {
-        mysql_async::Error::Server(ref s) if s.code == ER_MASTER_FATAL_ERROR_READING_BINLOG => {
+        mysql_async::Error::Server(ref s)
+            if s.code == mysql_code::MASTER_FATAL_ERROR_READING_BINLOG =>
+        {
             Error::BinlogUnavailable {
                 file: position.file.clone(),
                 message: s.message.clone(),
             }
         }
-        // MariaDB answers a binlog request without the privilege with 1045.
         mysql_async::Error::Server(ref s)
-            if matches!(s.code, ER_ACCESS_DENIED | ER_SPECIFIC_ACCESS_DENIED) =>
+            if matches!(
+                s.code,
+                mysql_code::ACCESS_DENIED | mysql_code::SPECIFIC_ACCESS_DENIED
+            ) =>
         {
             Error::Prerequisite(format!(
                 "the MySQL account lacks a privilege (reading the binlog): {}. \

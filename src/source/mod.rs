@@ -16,8 +16,8 @@ pub use binlog::{BinlogReader, Piece, HEARTBEAT};
 pub use prereq::{check_settings, ServerSettings, TABLES};
 pub use read::{ConsistentRead, TableRows};
 
-use crate::config::{redact_url, SslMode};
-use crate::error::{Error, Result};
+use crate::config::{database_of, redact_url, SslMode};
+use crate::error::{mysql_code, Error, Result};
 use crate::position::BinlogPosition;
 
 /// The source database and how to reach it.
@@ -41,12 +41,8 @@ pub enum Flavor {
 impl MySqlSource {
     /// The source at `url`, with TLS as `ssl_mode` says (`ssl_ca`: the PEM
     /// file of the CA that signed the server's certificate).
-    pub fn new(
-        url: &str,
-        database: String,
-        ssl_mode: SslMode,
-        ssl_ca: Option<&Path>,
-    ) -> Result<Self> {
+    pub fn new(url: &str, ssl_mode: SslMode, ssl_ca: Option<&Path>) -> Result<Self> {
+        let database = database_of(url)?;
         let redacted_url = redact_url(url);
         let opts = Opts::from_url(url)
             .map_err(|e| Error::Config(format!("MYSQL_URL `{redacted_url}` is not valid: {e}")))?;
@@ -105,13 +101,13 @@ impl MySqlSource {
             other => other,
         };
         connected.map_err(|source| match &source {
-            mysql_async::Error::Server(e) if e.code == 1044 => Error::Prerequisite(format!(
+            mysql_async::Error::Server(e) if e.code == mysql_code::DBACCESS_DENIED => Error::Prerequisite(format!(
                 "the MySQL account has no privilege on database `{db}` ({}): GRANT SELECT ON `{db}`.* \
                  to the account (see sql/grants.sql)",
                 e.message,
                 db = self.database
             )),
-            mysql_async::Error::Server(e) if e.code == 1045 => Error::Prerequisite(format!(
+            mysql_async::Error::Server(e) if e.code == mysql_code::ACCESS_DENIED => Error::Prerequisite(format!(
                 "MySQL at {} refused the account ({}): check the user and password in MYSQL_URL",
                 self.redacted_url, e.message
             )),
