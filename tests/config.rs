@@ -106,12 +106,7 @@ async fn a_wrong_redis_password_is_a_clear_error() {
     let redis = PrivateServices::redis("--requirepass right-one");
     let db = TestDb::new("redis_password").await;
     let url = format!("redis://:wrong-one@127.0.0.1:{}/0", redis.redis_port);
-    let out = db
-        .replicator(&["snapshot"])
-        .env("REDIS_URL", &url)
-        .output()
-        .await
-        .unwrap();
+    let out = db.run_with(&["snapshot"], &[("REDIS_URL", &url)]).await;
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(

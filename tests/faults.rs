@@ -131,15 +131,23 @@ async fn wait_for_watcher(db: &TestDb, username: &str, what: &str, timeout: Dura
     .await;
 }
 
+/// Renames the watched user and waits until Redis shows it: everything
+/// committed before the rename has been applied.
+async fn rename_watched(db: &TestDb, username: &str, what: &str, timeout: Duration) {
+    db.sql(&format!(
+        "UPDATE users SET username = '{username}' WHERE user_id = 1000"
+    ))
+    .await;
+    wait_for_watcher(db, username, what, timeout).await;
+}
+
 #[tokio::test]
 async fn redis_restarted_without_persistence_is_rebuilt() {
     let redis = PrivateServices::redis("");
     let (db, _, log, child) = running_sidecar(redis.servers(), "redis_restart", 3).await;
     redis.down(Which::Redis);
     redis.up(Which::Redis); // empty: no persistence
-    db.sql("UPDATE users SET username = 'after-restart' WHERE user_id = 1000")
-        .await;
-    wait_for_watcher(
+    rename_watched(
         &db,
         "after-restart",
         "the namespace to be rebuilt",
@@ -190,9 +198,7 @@ async fn mariadb_restarted_mid_stream_is_reconnected() {
     db.sql(&Workload::new(9).initial()).await;
     let log = log_path(&db, "mariadb-restart");
     let child = sidecar(&db, &[], &log);
-    db.sql("UPDATE users SET username = 'before' WHERE user_id = 1000")
-        .await;
-    wait_for_watcher(&db, "before", "the first change", Duration::from_secs(30)).await;
+    rename_watched(&db, "before", "the first change", Duration::from_secs(30)).await;
     mariadb.down(Which::MariaDb);
     mariadb.up(Which::MariaDb);
     db.wait_for(
@@ -274,9 +280,7 @@ async fn ddl_on_a_source_table_while_streaming() {
     db.sql(&Workload::new(2).initial()).await;
     let log = log_path(&db, "ddl");
     let mut child = sidecar(&db, &[], &log);
-    db.sql("UPDATE users SET username = 'pre' WHERE user_id = 1000")
-        .await;
-    wait_for_watcher(
+    rename_watched(
         &db,
         "pre",
         "the change before the DDL",
@@ -367,9 +371,7 @@ async fn huge_transactions_are_applied_with_bounded_memory() {
     .await;
     db.sql("DELETE FROM user_sessions WHERE session_id LIKE 'exp%'")
         .await;
-    db.sql("UPDATE users SET username = 'done' WHERE user_id = 1000")
-        .await;
-    wait_for_watcher(
+    rename_watched(
         &db,
         "done",
         "both transactions to be applied",

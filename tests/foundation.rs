@@ -91,11 +91,11 @@ async fn unreachable_mysql_is_one_clear_line_without_the_password() {
 async fn unreachable_redis_is_a_clear_error() {
     let db = TestDb::new("unreachable_redis").await;
     let out = db
-        .replicator(&["snapshot"])
-        .env("REDIS_URL", "redis://:sesame@127.0.0.1:1/0")
-        .output()
-        .await
-        .unwrap();
+        .run_with(
+            &["snapshot"],
+            &[("REDIS_URL", "redis://:sesame@127.0.0.1:1/0")],
+        )
+        .await;
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(

@@ -155,27 +155,11 @@ async fn redis_over_tls_with_a_private_ca() {
     let url = format!("rediss://127.0.0.1:{}/0", redis.port);
     let ca = certs.ca.to_str().unwrap();
     for args in [vec!["snapshot"], vec!["verify"]] {
-        let out = db
-            .replicator(&args)
-            .env("REDIS_URL", &url)
-            .env("REDIS_CA", ca)
-            .output()
-            .await
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{args:?}: {}{}",
-            stdout(&out),
-            stderr(&out)
-        );
+        db.run_ok_with(&args, &[("REDIS_URL", &url), ("REDIS_CA", ca)])
+            .await;
     }
     // The same server without its CA: the certificate is not trusted.
-    let out = db
-        .replicator(&["verify"])
-        .env("REDIS_URL", &url)
-        .output()
-        .await
-        .unwrap();
+    let out = db.run_with(&["verify"], &[("REDIS_URL", &url)]).await;
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(
         stderr(&out).contains("cannot connect to Redis at rediss://"),
@@ -213,28 +197,12 @@ async fn a_redis_acl_user_limited_to_the_namespace_is_enough() {
         .unwrap();
     let url = format!("redis://{user}:acl-secret@127.0.0.1:{port}/0");
     for args in [vec!["run", "--exit-when-caught-up"], vec!["verify"]] {
-        let out = db
-            .replicator(&args)
-            .env("REDIS_URL", &url)
-            .output()
-            .await
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{args:?}: {}{}",
-            stdout(&out),
-            stderr(&out)
-        );
+        db.run_ok_with(&args, &[("REDIS_URL", &url)]).await;
     }
     db.sql("UPDATE users SET username = 'acl' WHERE user_id = 1")
         .await;
-    let out = db
-        .replicator(&["run", "--exit-when-caught-up"])
-        .env("REDIS_URL", &url)
-        .output()
-        .await
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
+    db.run_ok_with(&["run", "--exit-when-caught-up"], &[("REDIS_URL", &url)])
+        .await;
     assert_eq!(db.field("s1", "username").await.as_deref(), Some("acl"));
     // The ACL holds: the user cannot write outside the namespace.
     let client = redis::Client::open(url.as_str()).unwrap();
@@ -307,14 +275,12 @@ async fn no_password_appears_in_any_output() {
         ),
     ];
     for (args, mysql, redis) in runs {
-        let out = db
-            .replicator(&args)
-            .env("MYSQL_URL", mysql)
-            .env("REDIS_URL", redis)
-            .env("RUST_LOG", "debug")
-            .output()
-            .await
-            .unwrap();
+        let env = [
+            ("MYSQL_URL", mysql.as_str()),
+            ("REDIS_URL", redis.as_str()),
+            ("RUST_LOG", "debug"),
+        ];
+        let out = db.run_with(&args, &env).await;
         seen += &stdout(&out);
         seen += &stderr(&out);
     }

@@ -198,7 +198,14 @@ impl TestDb {
 
     /// Runs the replicator to completion.
     pub async fn run(&self, args: &[&str]) -> Output {
+        self.run_with(args, &[]).await
+    }
+
+    /// Runs the replicator to completion, with settings of its environment
+    /// replaced.
+    pub async fn run_with(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
         self.replicator(args)
+            .envs(env.iter().copied())
             .output()
             .await
             .expect("replicator binary runs")
@@ -206,7 +213,12 @@ impl TestDb {
 
     /// Runs the replicator and requires exit status 0.
     pub async fn run_ok(&self, args: &[&str]) -> Output {
-        let out = self.run(args).await;
+        self.run_ok_with(args, &[]).await
+    }
+
+    /// [`Self::run_with`], requiring exit status 0.
+    pub async fn run_ok_with(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let out = self.run_with(args, env).await;
         assert!(
             out.status.success(),
             "replicator {args:?} failed with {}\nstdout:\n{}\nstderr:\n{}",
