@@ -30,24 +30,7 @@ impl Certs {
             std::env::temp_dir().join(format!("replicator-certs-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        openssl(
-            &dir,
-            &[
-                "req",
-                "-x509",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-keyout",
-                "ca.key",
-                "-out",
-                "ca.pem",
-                "-days",
-                "2",
-                "-subj",
-                "/CN=replicator test CA",
-            ],
-        );
+        self_signed_ca(&dir, "ca", "replicator test CA");
         openssl(
             &dir,
             &[
@@ -99,26 +82,22 @@ impl Certs {
 
     /// A second, unrelated CA, for the negative cases.
     pub fn other_ca(&self) -> PathBuf {
-        openssl(
-            &self.dir,
-            &[
-                "req",
-                "-x509",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-keyout",
-                "other.key",
-                "-out",
-                "other.pem",
-                "-days",
-                "2",
-                "-subj",
-                "/CN=some other CA",
-            ],
-        );
-        self.dir.join("other.pem")
+        self_signed_ca(&self.dir, "other", "some other CA")
     }
+}
+
+/// A self-signed CA in `dir`: `{name}.key` and `{name}.pem`, valid two days.
+fn self_signed_ca(dir: &Path, name: &str, common_name: &str) -> PathBuf {
+    let (key, pem) = (format!("{name}.key"), format!("{name}.pem"));
+    let subject = format!("/CN={common_name}");
+    openssl(
+        dir,
+        &[
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", &key, "-out", &pem,
+            "-days", "2", "-subj", &subject,
+        ],
+    );
+    dir.join(pem)
 }
 
 impl Drop for Certs {
