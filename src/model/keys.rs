@@ -50,6 +50,11 @@ impl Keys {
         [&glob_escape(&self.prefix)[..], USER, b"*", SESSIONS_SUFFIX].concat()
     }
 
+    /// `SCAN MATCH` patterns of every key the model writes, the marker aside.
+    pub fn model_patterns(&self) -> [Bytes; 2] {
+        [self.session_pattern(), self.user_index_pattern()]
+    }
+
     /// The session id of a session key of this namespace.
     pub fn parse_session<'k>(&self, key: &'k [u8]) -> Option<&'k [u8]> {
         key.strip_prefix(&self.prefix[..])?.strip_prefix(SESSION)

@@ -114,6 +114,24 @@ impl RedisSink {
             .map_err(|e| Error::redis("reading the namespace marker", e))
     }
 
+    /// Whether any key matches one of the `SCAN MATCH` patterns.
+    pub async fn any_key(&self, patterns: &[Bytes]) -> Result<bool> {
+        for pattern in patterns {
+            let mut cursor = 0;
+            loop {
+                let (next, found) = self.scan_page(pattern, cursor).await?;
+                if !found.is_empty() {
+                    return Ok(true);
+                }
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
+            }
+        }
+        Ok(false)
+    }
+
     /// One page of `SCAN cursor MATCH pattern`: the next cursor (0 at the
     /// end) and the keys. A key may be reported more than once.
     pub async fn scan_page(&self, pattern: &[u8], cursor: u64) -> Result<(u64, Vec<Bytes>)> {

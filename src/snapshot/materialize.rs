@@ -1,32 +1,18 @@
 //! Writing the model of the whole state to Redis, and removing what the
 //! model no longer gives.
 
-use futures_util::StreamExt;
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 
+use super::hashes::{index_batches, Materialized, SessionHashes};
+use super::writer::{self, BatchWriter, COMMANDS_PER_BATCH};
 use crate::error::{Error, Result};
 use crate::model::StateView;
-use crate::model::{self, Bytes, Command, Keys, Preferences, Timestamp, User};
+use crate::model::{Bytes, Command, Keys, Timestamp};
 use crate::sink::RedisSink;
 use crate::state::{StateReader, StateStore};
 
-/// Commands per pipeline (about 500 sessions).
-const COMMANDS_PER_PIPELINE: usize = 1_500;
-/// Pipelines in flight at once.
-const PIPELINES_IN_FLIGHT: usize = 4;
-
-/// What [`materialize`] wrote.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Materialized {
-    pub sessions: u64,
-    pub expired: u64,
-}
-
 /// Writes every live session of the state, and every user's index, to
-/// Redis. Each pipeline is one `MULTI`/`EXEC`, so a reader sees a session
-/// either as before or as rewritten, never half-written.
+/// Redis: the namespace rebuilt from the state alone.
 pub async fn materialize(
     state: &StateStore,
     sink: &RedisSink,
@@ -34,9 +20,14 @@ pub async fn materialize(
     now: Timestamp,
     shutdown: &CancellationToken,
 ) -> Result<Materialized> {
-    let (tx, rx) = mpsc::channel::<Vec<Command>>(PIPELINES_IN_FLIGHT * 2);
+    let writer = BatchWriter::spawn(sink);
     let producer = {
-        let (state, keys, shutdown) = (state.clone(), keys.clone(), shutdown.clone());
+        let (state, keys, shutdown, tx) = (
+            state.clone(),
+            keys.clone(),
+            shutdown.clone(),
+            writer.sender(),
+        );
         tokio::task::spawn_blocking(move || {
             model_batches(&state, &keys, now, |batch| {
                 if shutdown.is_cancelled() {
@@ -44,101 +35,40 @@ pub async fn materialize(
                         "snapshot stopped while writing Redis".into(),
                     ));
                 }
-                tx.blocking_send(batch)
-                    .map_err(|_| Error::Interrupted("the Redis writer stopped".into()))
+                tx.blocking_send(batch).map_err(|_| writer::stopped())
             })
         })
     };
-    let mut writes = ReceiverStream::new(rx)
-        .map(|batch| async move { sink.write(&batch, true).await })
-        .buffer_unordered(PIPELINES_IN_FLIGHT);
-    let mut failure = None;
-    while let Some(result) = writes.next().await {
-        if let Err(e) = result {
-            failure.get_or_insert(e);
-            break;
-        }
-    }
-    drop(writes);
     let produced = producer
         .await
-        .map_err(|e| Error::Interrupted(format!("snapshot writer stopped: {e}")))?;
-    match failure {
-        Some(e) => Err(e),
-        None => produced,
-    }
+        .map_err(|e| Error::Interrupted(format!("snapshot writer stopped: {e}")))
+        .and_then(|r| r);
+    writer.finish(produced).await
 }
 
-/// The whole model of the state as batches of commands (about 500 sessions
-/// each, every user's index after its sessions), handed to `send` in order.
-/// Walks the user → sessions index of the state, grouped by user.
+/// The whole model of the state as batches of commands, handed to `send`
+/// in order: every session's hash (in order of session id), then every
+/// user's index.
 pub fn model_batches(
     state: &StateStore,
     keys: &Keys,
     now: Timestamp,
     mut send: impl FnMut(Vec<Command>) -> Result<()>,
 ) -> Result<Materialized> {
-    struct UserGroup {
-        user_id: i64,
-        user: Option<User>,
-        prefs: Option<Preferences>,
-        members: Vec<(i64, Bytes)>,
-    }
-    let mut done = Materialized::default();
-    let mut batch = Vec::with_capacity(COMMANDS_PER_PIPELINE + 8);
-    let mut group: Option<UserGroup> = None;
-    let close_group = |group: UserGroup, batch: &mut Vec<Command>| {
-        if !group.members.is_empty() {
-            batch.extend(model::write_user_index(keys, group.user_id, group.members));
-        }
-    };
-
-    let reader = StateReader::new(state);
-    state.for_each_index_entry(|user_id, session_id| {
-        if group.as_ref().is_none_or(|g| g.user_id != user_id) {
-            if let Some(previous) = group.take() {
-                close_group(previous, &mut batch);
-            }
-            group = Some(UserGroup {
-                user_id,
-                user: reader.user(user_id)?,
-                prefs: reader.preferences(user_id)?,
-                members: Vec::new(),
-            });
-        }
-        let g = group.as_mut().expect("group was just set");
-        let Some(session) = reader.session(session_id)? else {
-            return Ok(());
-        };
-        let attributes = reader.attributes(session_id)?;
-        match model::write_session(
-            keys,
-            now,
-            &session,
-            g.user.as_ref(),
-            g.prefs.as_ref(),
-            &attributes,
-        ) {
-            Some(commands) => {
-                batch.extend(commands);
-                let score = session.expire_at_seconds().unwrap_or_default();
-                g.members.push((score, session.session_id));
-                done.sessions += 1;
-            }
-            None => done.expired += 1,
-        }
-        if batch.len() >= COMMANDS_PER_PIPELINE {
+    let mut hashes = SessionHashes::new(state, keys, now);
+    let mut batch = Vec::with_capacity(COMMANDS_PER_BATCH + 8);
+    state.for_each_session(|session| {
+        hashes.write(&session, &mut batch)?;
+        if batch.len() >= COMMANDS_PER_BATCH {
             send(std::mem::take(&mut batch))?;
         }
         Ok(())
     })?;
-    if let Some(last) = group.take() {
-        close_group(last, &mut batch);
-    }
     if !batch.is_empty() {
         send(batch)?;
     }
-    Ok(done)
+    index_batches(state, keys, now, COMMANDS_PER_BATCH, send)?;
+    Ok(hashes.done)
 }
 
 /// Deletes the namespace's keys that the state's model does not give:
@@ -151,7 +81,7 @@ pub async fn remove_stale(
     now: Timestamp,
 ) -> Result<u64> {
     let mut removed = 0;
-    for pattern in [keys.session_pattern(), keys.user_index_pattern()] {
+    for pattern in keys.model_patterns() {
         let mut cursor = 0;
         loop {
             let (next, found) = sink.scan_page(&pattern, cursor).await?;

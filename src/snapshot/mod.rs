@@ -1,28 +1,39 @@
 //! Cold start: one consistent read of the four tables into the state, the
-//! namespace's stale keys removed, the whole model written to Redis, and a
+//! whole model written to Redis, the namespace's stale keys removed, and a
 //! checkpoint at the read's binlog position.
+//!
+//! Sessions are read last, and each one's hash is written to Redis as it is
+//! read (its attributes and user come from the state), so that reading
+//! MySQL and writing Redis overlap. Users' indexes follow, from the state.
 //!
 //! Order matters for crash safety: the checkpoint is cleared first and
 //! written last, after Redis acknowledged everything and the namespace's
 //! marker names this snapshot. A snapshot cut off anywhere leaves no
 //! checkpoint, and the next `run` starts it again.
 
+mod hashes;
 mod load;
 mod materialize;
+mod writer;
 
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-pub use materialize::{materialize, model_batches, remove_stale, Materialized};
+pub use hashes::Materialized;
+pub use load::load_tables;
+pub use materialize::{materialize, model_batches, remove_stale};
+
+use hashes::{index_batches, SessionHashes};
+use writer::{BatchWriter, COMMANDS_PER_BATCH};
 
 use crate::error::{Error, Result};
 use crate::model::{Command, Keys, Timestamp};
 use crate::position::BinlogPosition;
 use crate::progress::Progress;
 use crate::sink::RedisSink;
-use crate::source::{ConsistentRead, Flavor, MySqlSource};
+use crate::source::{ConsistentRead, Flavor, MySqlSource, SourceRow, TableRows};
 use crate::state::{Checkpoint, SnapshotInfo, StateStore, STATE_FORMAT};
 
 /// What a snapshot did.
@@ -75,41 +86,64 @@ impl SnapshotJob<'_> {
     pub async fn run(self) -> Result<(Checkpoint, SnapshotReport)> {
         let started = Instant::now();
         self.state.clear()?;
+        // Whatever an earlier run left is looked for before anything is
+        // written: a cold start into an empty namespace then scans nothing.
+        let earlier_keys = self.sink.any_key(&self.keys.model_patterns()).await?;
         let taken_at = Timestamp::now();
         let mut read = ConsistentRead::begin(self.source, self.flavor).await?;
         let position = read.position.clone();
         tracing::info!(%position, database = self.source.database(), "snapshot: consistent read opened");
 
-        let rows =
-            load::load_tables(&mut read, self.state, &self.progress, &self.shutdown, None).await?;
-        read.finish().await?;
-        self.check_shutdown()?;
+        use TableRows::{Attributes, Preferences, Users};
+        let mut rows = load::load_tables(
+            &mut read,
+            self.state,
+            &[Users, Preferences, Attributes],
+            &self.progress,
+            &self.shutdown,
+            None,
+        )
+        .await?;
         let secs = |since: Instant| since.elapsed().as_secs_f64();
         tracing::info!(
-            "snapshot: tables read into the state in {:.1}s",
+            "snapshot: users, preferences and attributes read into the state in {:.1}s",
             secs(started)
         );
 
-        // Stale keys first: the namespace then holds only what earlier runs
-        // left, so a cold start scans nothing it has just written. A key the
-        // new state still gives is kept here and rewritten below.
+        // Sessions last: each one's hash is written to Redis as it is read.
         let phase = Instant::now();
         let now = Timestamp::now();
-        let stale = materialize::remove_stale(self.state, self.sink, self.keys, now).await?;
-        tracing::info!(
-            "snapshot: {stale} stale keys removed in {:.1}s",
-            secs(phase)
-        );
+        let writer = BatchWriter::spawn(self.sink);
+        let sessions = self.load_sessions(&mut read, &writer, now).await;
+        let sessions = match sessions {
+            Ok(sessions) => read.finish().await.map(|()| sessions),
+            Err(e) => Err(e),
+        };
+        let sessions = match sessions {
+            Ok(sessions) => self.write_indexes(&writer, now).await.map(|()| sessions),
+            Err(e) => Err(e),
+        };
+        let (session_rows, written) = writer.finish(sessions).await?;
+        rows.push((TableRows::Sessions.table(), session_rows));
         self.check_shutdown()?;
-
-        let phase = Instant::now();
-        let written = materialize(self.state, self.sink, self.keys, now, &self.shutdown).await?;
-        self.check_shutdown()?;
         tracing::info!(
-            "snapshot: {} sessions written in {:.1}s",
+            "snapshot: {} sessions read and written in {:.1}s",
             written.sessions,
             secs(phase)
         );
+
+        let stale = if earlier_keys {
+            let phase = Instant::now();
+            let stale = remove_stale(self.state, self.sink, self.keys, now).await?;
+            tracing::info!(
+                "snapshot: {stale} stale keys removed in {:.1}s",
+                secs(phase)
+            );
+            stale
+        } else {
+            0
+        };
+        self.check_shutdown()?;
 
         let snapshot = SnapshotInfo {
             id: format!(
@@ -138,6 +172,7 @@ impl SnapshotJob<'_> {
             committed_at: Timestamp::now().micros() / 1_000_000,
             skip_rows: 0,
         };
+        self.state.persist()?;
         self.state.commit(self.state.batch(), &checkpoint)?;
         let report = SnapshotReport {
             rows,
@@ -157,6 +192,50 @@ impl SnapshotJob<'_> {
         Ok((checkpoint, report))
     }
 
+    /// Reads the sessions into the state and queues each live one's hash.
+    /// Returns the rows read and what was queued.
+    async fn load_sessions(
+        &self,
+        read: &mut ConsistentRead,
+        writer: &BatchWriter,
+        now: Timestamp,
+    ) -> Result<(u64, Materialized)> {
+        let mut hashes = SessionHashes::new(self.state, self.keys, now);
+        let mut batch = Vec::with_capacity(COMMANDS_PER_BATCH + 8);
+        let rows = load::load_table(
+            read,
+            self.state,
+            TableRows::Sessions,
+            None,
+            &self.progress,
+            &self.shutdown,
+            async |row| {
+                if let SourceRow::Session(session) = row {
+                    hashes.write(&session, &mut batch)?;
+                }
+                if batch.len() >= COMMANDS_PER_BATCH {
+                    writer.send(std::mem::take(&mut batch)).await?;
+                }
+                Ok(())
+            },
+        )
+        .await?;
+        writer.send(batch).await?;
+        Ok((rows, hashes.done))
+    }
+
+    /// Queues every user's index, once the sessions are in the state.
+    async fn write_indexes(&self, writer: &BatchWriter, now: Timestamp) -> Result<()> {
+        let (state, keys, tx) = (self.state.clone(), self.keys.clone(), writer.sender());
+        tokio::task::spawn_blocking(move || {
+            index_batches(&state, &keys, now, COMMANDS_PER_BATCH, |batch| {
+                tx.blocking_send(batch).map_err(|_| writer::stopped())
+            })
+        })
+        .await
+        .map_err(|e| Error::Interrupted(format!("the index writer stopped: {e}")))?
+    }
+
     fn check_shutdown(&self) -> Result<()> {
         if self.shutdown.is_cancelled() {
             Err(Error::Interrupted(
@@ -167,5 +246,3 @@ impl SnapshotJob<'_> {
         }
     }
 }
-
-pub use load::load_tables;

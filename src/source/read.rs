@@ -185,7 +185,7 @@ impl ConsistentRead {
         &mut self,
         table: TableRows,
         filter: Option<&str>,
-        mut f: impl FnMut(SourceRow) -> Result<()>,
+        mut f: impl AsyncFnMut(SourceRow) -> Result<()>,
     ) -> Result<u64> {
         let sql = match filter {
             Some(cond) => format!("{} WHERE {cond}", table.select()),
@@ -205,7 +205,7 @@ impl ConsistentRead {
         {
             while let Some(row) = stream.next().await {
                 let row = row.map_err(|e| Error::mysql(context(), e))?;
-                f(table.decode(row.unwrap())?)?;
+                f(table.decode(row.unwrap())?).await?;
                 rows += 1;
             }
         }

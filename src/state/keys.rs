@@ -15,6 +15,7 @@ use crate::model::Timestamp;
 pub const CHECKPOINT: &[u8] = b"~checkpoint";
 pub const ATTRIBUTES: &[u8] = b"a";
 pub const INDEX: &[u8] = b"i";
+pub const SESSIONS: &[u8] = b"s";
 /// Every row key lies in `FIRST..LAST`; the checkpoint does not.
 pub const FIRST: &[u8] = b"a";
 pub const LAST: &[u8] = b"z";
@@ -38,7 +39,7 @@ pub fn preferences(user_id: i64) -> Vec<u8> {
 }
 
 pub fn session(session_id: &[u8]) -> Vec<u8> {
-    [&b"s"[..], session_id].concat()
+    [SESSIONS, session_id].concat()
 }
 
 pub fn attributes_of(session_id: &[u8]) -> Vec<u8> {

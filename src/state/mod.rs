@@ -14,18 +14,16 @@ mod reader;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rocksdb::{
-    BlockBasedOptions, Cache, Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB,
-};
+use rocksdb::{BlockBasedOptions, Cache, Options, ReadOptions, WriteBatch, WriteOptions, DB};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 pub use checkpoint::{Checkpoint, SnapshotInfo, STATE_FORMAT};
-pub use reader::StateReader;
+pub use reader::{AttributeCursor, StateReader};
 
 use crate::error::{Error, Result};
 use crate::model::view::Pending;
-use crate::model::{Attribute, Preferences, Session, User};
+use crate::model::{Attribute, Preferences, Session, SessionRef, User};
 
 /// A handle on the state directory. Cheap to clone.
 #[derive(Clone)]
@@ -145,14 +143,28 @@ impl StateStore {
             .collect()
     }
 
-    /// Calls `f` with every (user id, session id) of the user → sessions
-    /// index, grouped by user id in ascending order.
-    pub fn for_each_index_entry(&self, mut f: impl FnMut(i64, &[u8]) -> Result<()>) -> Result<()> {
-        self.for_each_with_prefix(keys::INDEX, |k, _| {
+    /// Calls `f` with every entry of the user → sessions index, grouped by
+    /// user id in ascending order.
+    pub fn for_each_index_entry(
+        &self,
+        mut f: impl FnMut(i64, SessionRef) -> Result<()>,
+    ) -> Result<()> {
+        self.for_each_in_table(keys::INDEX, |k, v| {
             let (user_id, session_id) =
                 keys::parse_index(k).ok_or_else(|| self.err("corrupt index key"))?;
-            f(user_id, session_id)
+            f(
+                user_id,
+                SessionRef {
+                    session_id: session_id.to_vec(),
+                    expires_at: keys::parse_index_value(v),
+                },
+            )
         })
+    }
+
+    /// Calls `f` with every session, in ascending order of id.
+    pub fn for_each_session(&self, mut f: impl FnMut(Session) -> Result<()>) -> Result<()> {
+        self.for_each_in_table(keys::SESSIONS, |_, v| f(self.decode(v)?))
     }
 
     /// Starts a batch of state writes; nothing is visible until [`Self::commit`].
@@ -165,6 +177,23 @@ impl StateStore {
     /// Writes a batch of rows without a checkpoint (loading a snapshot).
     pub fn write(&self, batch: StateBatch) -> Result<()> {
         self.db.write(batch.batch).map_err(|e| self.err(e))
+    }
+
+    /// Writes a batch of rows without the write-ahead log: the bulk load of
+    /// a snapshot, which has no checkpoint to protect until
+    /// [`Self::persist`] is called before its commit.
+    pub fn write_unlogged(&self, batch: StateBatch) -> Result<()> {
+        let mut opts = WriteOptions::default();
+        opts.disable_wal(true);
+        self.db
+            .write_opt(batch.batch, &opts)
+            .map_err(|e| self.err(e))
+    }
+
+    /// Flushes every write to the state's files, [`Self::write_unlogged`]
+    /// ones included.
+    pub fn persist(&self) -> Result<()> {
+        self.db.flush().map_err(|e| self.err(e))
     }
 
     /// Writes a batch together with the checkpoint it leads to, in one
@@ -215,22 +244,22 @@ impl StateStore {
         postcard::from_bytes(raw).map_err(|e| self.err(format!("corrupt row: {e}")))
     }
 
-    fn for_each_with_prefix(
+    /// Calls `f` with every key and value of the table named by the one
+    /// letter `table`, in key order.
+    fn for_each_in_table(
         &self,
-        prefix: &[u8],
+        table: &[u8],
         mut f: impl FnMut(&[u8], &[u8]) -> Result<()>,
     ) -> Result<()> {
-        let iter = self
-            .db
-            .iterator(IteratorMode::From(prefix, Direction::Forward));
-        for item in iter {
-            let (k, v) = item.map_err(|e| self.err(e))?;
-            if !k.starts_with(prefix) {
-                break;
-            }
-            f(&k, &v)?;
+        let mut options = ReadOptions::default();
+        options.set_iterate_upper_bound(keys::table_end(table));
+        let mut iter = self.db.raw_iterator_opt(options);
+        iter.seek(table);
+        while let (Some(k), Some(v)) = (iter.key(), iter.value()) {
+            f(k, v)?;
+            iter.next();
         }
-        Ok(())
+        iter.status().map_err(|e| self.err(e))
     }
 }
 

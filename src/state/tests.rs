@@ -99,7 +99,7 @@ fn rows_index_and_checkpoint_round_trip() {
     let mut entries = Vec::new();
     store
         .for_each_index_entry(|u, s| {
-            entries.push((u, s.to_vec()));
+            entries.push((u, s.session_id));
             Ok(())
         })
         .unwrap();
@@ -114,6 +114,47 @@ fn rows_index_and_checkpoint_round_trip() {
         .attributes(b"s1")
         .unwrap()
         .is_empty());
+    drop(store);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn attribute_cursor_answers_in_any_order() {
+    let (store, dir) = temp_store();
+    let mut batch = store.batch();
+    // Sessions with attributes, of two id lengths, and orphan attributes
+    // (of sessions never asked for) between them.
+    let with_attributes = ["b", "d", "f", "aa", "ab", "zz"];
+    for (n, id) in with_attributes.iter().chain(&["c", "e", "ac"]).enumerate() {
+        for key in ["k1", "k2"] {
+            batch.put_attribute(&Attribute {
+                session_id: id.as_bytes().to_vec(),
+                key: key.as_bytes().to_vec(),
+                value: Some(format!("{id}-{key}-{n}").into_bytes()),
+            });
+        }
+    }
+    store.write_unlogged(batch).unwrap();
+
+    let asked = [
+        "a", "b", "d", "dd", "f", "aa", "ab", "zz", "b", "zz", "ab", "x", "f", "aa",
+    ];
+    let reader = StateReader::new(&store);
+    let mut cursor = AttributeCursor::new(&store);
+    for id in asked {
+        let expected = reader.attributes(id.as_bytes()).unwrap();
+        assert_eq!(
+            cursor.attributes(id.as_bytes()).unwrap(),
+            expected,
+            "attributes of {id}"
+        );
+        assert_eq!(
+            expected.len(),
+            if with_attributes.contains(&id) { 2 } else { 0 }
+        );
+    }
+    drop((reader, cursor));
+    store.persist().unwrap();
     drop(store);
     let _ = std::fs::remove_dir_all(dir);
 }

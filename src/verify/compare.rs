@@ -112,19 +112,22 @@ fn describe_expiry(expire_at: i64) -> String {
     }
 }
 
-/// Differences of a user index: `expected` are the live sessions (with their
+/// Differences of a user index: `required` are the live sessions (with their
 /// scores) that must be members; `optional` may be members or not (sessions
-/// about to expire); members whose score is at most `linger_until` may
-/// linger. The index's expiry must be its largest score.
+/// about to expire); members whose score is at most `linger_until` are not
+/// judged, required or not: they may be there or gone. The index's expiry
+/// must be its largest score.
 pub fn compare_index(
     key: &[u8],
-    expected: &BTreeMap<Bytes, i64>,
+    required: &BTreeMap<Bytes, i64>,
     optional: &BTreeMap<Bytes, i64>,
     linger_until: i64,
     found: Vec<(Bytes, i64)>,
     found_expire_at: i64,
 ) -> Vec<Difference> {
-    if expected.is_empty() && found.iter().all(|(_, score)| *score <= linger_until) {
+    let judged = |score: &i64| *score > linger_until;
+    let mut expected = required.iter().filter(|(_, s)| judged(s)).peekable();
+    if expected.peek().is_none() && !found.iter().any(|(_, s)| judged(s)) {
         return Vec::new();
     }
     if found.is_empty() {
@@ -144,9 +147,8 @@ pub fn compare_index(
         }
     }
     for (member, score) in &found {
-        let allowed = expected.contains_key(member)
-            || optional.contains_key(member)
-            || *score <= linger_until;
+        let allowed =
+            required.contains_key(member) || optional.contains_key(member) || !judged(score);
         if !allowed {
             diffs.push(Difference::new(key, DiffKind::Index).with(
                 member,
@@ -227,5 +229,12 @@ mod tests {
             compare_index(b"i", &expected, &optional, 10, vec![], -2)[0].kind,
             DiffKind::Missing
         );
+        // By the time the index is read, s1 (required when the sessions were
+        // checked) may have expired: it is no longer judged, nor is the key.
+        assert!(compare_index(b"i", &expected, &optional, 50, vec![], -2).is_empty());
+        let gone = vec![(b"s2".to_vec(), 70)];
+        assert!(compare_index(b"i", &expected, &optional, 50, gone, 70)
+            .iter()
+            .all(|d| d.field.as_deref() != Some("s1")));
     }
 }

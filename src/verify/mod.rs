@@ -64,7 +64,8 @@ pub async fn verify(
         sink,
         keys,
         report: VerifyReport::new(position, options.examples, options.sample),
-        judge_after: Timestamp::from_micros(now.micros() + options.grace_seconds * 1_000_000),
+        judge_after: now,
+        grace_seconds: options.grace_seconds,
         now,
         pending: Vec::new(),
         expected_users: BTreeMap::new(),
@@ -88,6 +89,7 @@ async fn load_for_verify(
     crate::snapshot::load_tables(
         read,
         state,
+        &TableRows::ALL,
         &Progress::logs_only(),
         &CancellationToken::new(),
         filter,
@@ -146,8 +148,12 @@ struct Checker<'a> {
     sink: &'a RedisSink,
     keys: &'a Keys,
     report: VerifyReport,
+    /// When the source was read: what was live then may be in Redis.
     now: Timestamp,
+    /// Sessions expiring before this are not judged; renewed before each
+    /// read of Redis, as a whole verify outlasts many sessions.
     judge_after: Timestamp,
+    grace_seconds: i64,
     pending: Vec<Expected>,
     /// Expected index of each user with a live session (judged or not).
     expected_users: BTreeMap<i64, UserIndex>,
@@ -156,11 +162,12 @@ struct Checker<'a> {
 impl Checker<'_> {
     async fn check_sessions(&mut self, state: &StateStore) -> Result<()> {
         let mut ids = Vec::new();
-        state.for_each_index_entry(|user_id, session_id| {
-            ids.push((user_id, session_id.to_vec()));
+        state.for_each_index_entry(|user_id, session| {
+            ids.push((user_id, session.session_id));
             Ok(())
         })?;
         for chunk in ids.chunks(SESSIONS_PER_FETCH) {
+            self.judge_from_now();
             {
                 let reader = StateReader::new(state);
                 for (user_id, session_id) in chunk {
@@ -245,9 +252,16 @@ impl Checker<'_> {
         Ok(())
     }
 
+    /// Sessions expiring within the grace period from now are not judged.
+    fn judge_from_now(&mut self) {
+        self.judge_after =
+            Timestamp::from_micros(Timestamp::now().micros() + self.grace_seconds * 1_000_000);
+    }
+
     async fn check_indexes(&mut self, _state: &StateStore) -> Result<()> {
         let users: Vec<i64> = self.expected_users.keys().copied().collect();
         for chunk in users.chunks(SESSIONS_PER_FETCH) {
+            self.judge_from_now();
             let mut pipe = redis::pipe();
             for user_id in chunk {
                 let key = self.keys.user_index(*user_id);
@@ -312,7 +326,7 @@ impl Checker<'_> {
 
     /// Keys of the namespace that the model does not give.
     async fn check_extra_keys(&mut self, state: &StateStore) -> Result<()> {
-        for pattern in [self.keys.session_pattern(), self.keys.user_index_pattern()] {
+        for pattern in self.keys.model_patterns() {
             let mut cursor = 0;
             loop {
                 let (next, found) = self.sink.scan_page(&pattern, cursor).await?;

@@ -1,0 +1,78 @@
+//! Batches of commands written to Redis by a task of their own, a few
+//! pipelines in flight, so that building the next batch and writing the
+//! last one overlap.
+
+use futures_util::StreamExt;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::ReceiverStream;
+
+use crate::error::{Error, Result};
+use crate::model::Command;
+use crate::sink::RedisSink;
+
+/// Commands per batch (about 500 sessions).
+pub const COMMANDS_PER_BATCH: usize = 1_500;
+/// Batches in flight at once.
+const BATCHES_IN_FLIGHT: usize = 4;
+
+/// The writing task. Each batch is one `MULTI`/`EXEC`, so a reader sees a
+/// session either as before or as rewritten, never half-written. Batches
+/// reach Redis in the order they were sent, over one connection.
+pub struct BatchWriter {
+    tx: mpsc::Sender<Vec<Command>>,
+    task: JoinHandle<Result<()>>,
+}
+
+impl BatchWriter {
+    pub fn spawn(sink: &RedisSink) -> Self {
+        let (tx, rx) = mpsc::channel::<Vec<Command>>(BATCHES_IN_FLIGHT * 2);
+        let sink = sink.clone();
+        let task = tokio::spawn(async move {
+            let mut writes = ReceiverStream::new(rx)
+                .map(|batch| {
+                    let sink = sink.clone();
+                    async move { sink.write(&batch, true).await }
+                })
+                .buffer_unordered(BATCHES_IN_FLIGHT);
+            while let Some(result) = writes.next().await {
+                result?;
+            }
+            Ok(())
+        });
+        BatchWriter { tx, task }
+    }
+
+    /// A sender for a producer on a blocking thread
+    /// (`Sender::blocking_send`).
+    pub fn sender(&self) -> mpsc::Sender<Vec<Command>> {
+        self.tx.clone()
+    }
+
+    /// Queues a batch, waiting while the task is `BATCHES_IN_FLIGHT` behind.
+    pub async fn send(&self, batch: Vec<Command>) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.tx.send(batch).await.map_err(|_| stopped())
+    }
+
+    /// Waits for every queued batch to be written. The error of a failed
+    /// write comes first: `produced` (what the producer returned) is
+    /// reported only when the writes went well.
+    pub async fn finish<T>(self, produced: Result<T>) -> Result<T> {
+        drop(self.tx);
+        let written = self
+            .task
+            .await
+            .map_err(|e| Error::Interrupted(format!("the Redis writer stopped: {e}")))?;
+        written?;
+        produced
+    }
+}
+
+/// What a producer gets when the writing task stopped (its error is
+/// reported by [`BatchWriter::finish`]).
+pub fn stopped() -> Error {
+    Error::Interrupted("the Redis writer stopped".into())
+}
