@@ -115,16 +115,14 @@ impl SnapshotJob<'_> {
         let phase = Instant::now();
         let now = Timestamp::now();
         let writer = BatchWriter::spawn(self.sink);
-        let sessions = self.load_sessions(&mut read, &writer, now).await;
-        let sessions = match sessions {
-            Ok(sessions) => read.finish().await.map(|()| sessions),
-            Err(e) => Err(e),
-        };
-        let sessions = match sessions {
-            Ok(sessions) => self.write_indexes(&writer, now).await.map(|()| sessions),
-            Err(e) => Err(e),
-        };
-        let (session_rows, written) = writer.finish(sessions).await?;
+        let produced = async {
+            let sessions = self.load_sessions(&mut read, &writer, now).await?;
+            read.finish().await?;
+            self.write_indexes(&writer, now).await?;
+            Ok(sessions)
+        }
+        .await;
+        let (session_rows, written) = writer.finish(produced).await?;
         self.state.end_bulk_load()?;
         rows.push((TableRows::Sessions.table(), session_rows));
         self.check_shutdown()?;
