@@ -373,6 +373,7 @@ async fn w1(env: &Env, args: &Args, rows: &mut Vec<Row>) {
         .map(|(s, p)| s.wall.as_secs_f64() / p)
         .collect();
     let peak = rounds.iter().map(|(s, _)| s.peak).max().unwrap_or(0);
+    let cpu = median(rounds.iter().map(|(s, _)| s.cpu).collect());
     let out = &rounds[0].0.stdout;
     let number = |label: &str| -> u64 {
         out.lines()
@@ -390,7 +391,7 @@ async fn w1(env: &Env, args: &Args, rows: &mut Vec<Row>) {
     rows.push(Row(
         "W1 snapshot".into(),
         format!(
-            "{secs:.1} s (median of {n}): {read} rows read ({:.0}/s), {sessions} sessions written ({:.0}/s), peak RSS {peak} MiB",
+            "{secs:.1} s (median of {n}): {read} rows read ({:.0}/s), {sessions} sessions written ({:.0}/s), replicator CPU {cpu:.1} s (median), peak RSS {peak} MiB",
             read as f64 / secs,
             sessions as f64 / secs
         ),

@@ -65,7 +65,8 @@ impl<'a> SessionHashes<'a> {
     }
 }
 
-/// Users met most often while building sessions, in memory up to a bound.
+/// Users kept in memory while building sessions; past this many the cache
+/// starts again empty, so memory stays bounded whatever the table size.
 const OWNERS_CACHED: usize = 200_000;
 
 /// A user and their preferences, read from the state once for all their

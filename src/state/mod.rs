@@ -186,11 +186,6 @@ impl StateStore {
         }
     }
 
-    /// Writes a batch of rows without a checkpoint (loading a snapshot).
-    pub fn write(&self, batch: StateBatch) -> Result<()> {
-        self.db.write(batch.batch).map_err(|e| self.err(e))
-    }
-
     /// Writes a batch of rows without the write-ahead log: the bulk load of
     /// a snapshot, which has no checkpoint to protect until
     /// [`Self::persist`] is called before its commit.
