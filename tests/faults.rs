@@ -108,8 +108,9 @@ async fn running_sidecar(
     db.sql(&work.initial()).await;
     let log = log_path(&db, name);
     let child = sidecar(&db, &[], &log);
+    // Keys appear while the snapshot is still writing: wait for its end.
     db.wait_for("the snapshot", Duration::from_secs(30), || async {
-        !db.keys().await.is_empty()
+        std::fs::read_to_string(&log).is_ok_and(|text| text.contains("snapshot complete"))
     })
     .await;
     (db, work, log, child)

@@ -20,7 +20,7 @@ pub async fn materialize(
     now: Timestamp,
     shutdown: &CancellationToken,
 ) -> Result<Materialized> {
-    let writer = BatchWriter::spawn(sink);
+    let writer = BatchWriter::spawn(sink, None);
     let producer = {
         let (state, keys, shutdown, tx) = (
             state.clone(),

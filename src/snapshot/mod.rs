@@ -111,10 +111,34 @@ impl SnapshotJob<'_> {
             secs(started)
         );
 
+        // The marker names this snapshot before any of its writes, and every
+        // batch checks that it is still there: Redis losing the namespace
+        // midway (a restart without persistence) fails the snapshot instead
+        // of leaving a namespace with holes under a marker written last.
+        let snapshot = SnapshotInfo {
+            id: format!(
+                "{}@{}:{}",
+                taken_at.micros(),
+                position.file,
+                position.offset
+            ),
+            taken_at: taken_at.micros() / 1_000_000,
+            database: self.source.database().to_string(),
+            position: position.clone(),
+        };
+        self.sink
+            .write(
+                &[Command::Set {
+                    key: self.keys.marker(),
+                    value: snapshot.id.clone().into_bytes(),
+                }],
+                false,
+            )
+            .await?;
         // Sessions last: each one's hash is written to Redis as it is read.
         let phase = Instant::now();
         let now = Timestamp::now();
-        let writer = BatchWriter::spawn(self.sink);
+        let writer = BatchWriter::spawn(self.sink, Some(self.keys.marker()));
         let produced = async {
             let sessions = self.load_sessions(&mut read, &writer, now).await?;
             read.finish().await?;
@@ -145,26 +169,6 @@ impl SnapshotJob<'_> {
         };
         self.check_shutdown()?;
 
-        let snapshot = SnapshotInfo {
-            id: format!(
-                "{}@{}:{}",
-                taken_at.micros(),
-                position.file,
-                position.offset
-            ),
-            taken_at: taken_at.micros() / 1_000_000,
-            database: self.source.database().to_string(),
-            position: position.clone(),
-        };
-        self.sink
-            .write(
-                &[Command::Set {
-                    key: self.keys.marker(),
-                    value: snapshot.id.clone().into_bytes(),
-                }],
-                false,
-            )
-            .await?;
         let checkpoint = Checkpoint {
             format: STATE_FORMAT,
             position: position.clone(),

@@ -8,7 +8,7 @@ use tokio::task::JoinHandle;
 use tokio_stream::wrappers::ReceiverStream;
 
 use crate::error::{Error, Result};
-use crate::model::Command;
+use crate::model::{Bytes, Command};
 use crate::sink::RedisSink;
 
 /// Commands per batch (about 500 sessions).
@@ -25,14 +25,32 @@ pub struct BatchWriter {
 }
 
 impl BatchWriter {
-    pub fn spawn(sink: &RedisSink) -> Self {
+    /// With a `marker`, each batch also checks, in its own `MULTI`/`EXEC`,
+    /// that the namespace's marker key is still there, and the writing
+    /// stops with an error when it is not: Redis lost what was written
+    /// before (a restart without persistence, a flush).
+    pub fn spawn(sink: &RedisSink, marker: Option<Bytes>) -> Self {
         let (tx, rx) = mpsc::channel::<Vec<Command>>(BATCHES_IN_FLIGHT * 2);
         let sink = sink.clone();
         let task = tokio::spawn(async move {
             let mut writes = ReceiverStream::new(rx)
                 .map(|batch| {
-                    let sink = sink.clone();
-                    async move { sink.write(&batch, true).await }
+                    let (sink, marker) = (sink.clone(), marker.clone());
+                    async move {
+                        let Some(marker) = marker else {
+                            return sink.write(&batch, true).await;
+                        };
+                        if sink.write_checked(&batch, &marker).await? {
+                            Ok(())
+                        } else {
+                            Err(Error::Interrupted(
+                                "Redis lost the namespace while the snapshot was writing it \
+                                 (a restart without persistence, or a flush): \
+                                 no checkpoint was written, the next run starts the snapshot again"
+                                    .into(),
+                            ))
+                        }
+                    }
                 })
                 .buffer_unordered(BATCHES_IN_FLIGHT);
             while let Some(result) = writes.next().await {
