@@ -17,15 +17,14 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use mysql_async::binlog::events::{Event, EventData, OptionalMetadataField, RowsEventData};
-use mysql_async::binlog::row::BinlogRow;
-use mysql_async::binlog::value::BinlogValue;
 use mysql_async::binlog::BinlogChecksumAlg;
 use mysql_async::prelude::Queryable;
-use mysql_async::{BinlogStream, BinlogStreamRequest, Value};
+use mysql_async::{BinlogStream, BinlogStreamRequest};
 
+use super::image::Layout;
 use super::{MySqlSource, TableRows};
 use crate::error::{mysql_code, Error, Result};
-use crate::model::{RowChange, SourceRow};
+use crate::model::RowChange;
 use crate::position::BinlogPosition;
 
 /// How often the server sends a heartbeat on an idle stream.
@@ -327,83 +326,27 @@ impl BinlogReader {
             self.columns.insert(table, names);
         }
         let tme = self.stream.get_tme(rows.table_id()).expect("checked above");
-        let names = if needs_lookup {
-            self.columns.get(table)
-        } else {
-            None
-        };
         let Some(tx) = self.tx.as_mut() else {
             return Ok(());
         };
-        for row in rows.rows(tme) {
-            let (before, after) = row.map_err(|e| {
-                Error::decode(table.table(), format!("unreadable row at {at}: {e}"))
-            })?;
-            tx.seen += 1;
-            if tx.seen <= self.skip_first {
-                continue;
-            }
-            let decode = |row: Option<BinlogRow>| -> Result<Option<SourceRow>> {
-                row.map(|r| decode_row(table, r, names)).transpose()
-            };
-            let change = match (decode(before)?, decode(after)?) {
-                (None, Some(after)) => RowChange::Insert(after),
-                (Some(before), Some(after)) => RowChange::Update { before, after },
-                (Some(before), None) => RowChange::Delete(before),
-                (None, None) => continue,
-            };
-            tx.changes.push(change);
-        }
-        Ok(())
+        let layout =
+            Layout::new(table, tme, self.columns.get(table)).map_err(|e| located(e, at))?;
+        let skip_first = self.skip_first;
+        layout
+            .read(rows, |change| {
+                tx.seen += 1;
+                if tx.seen > skip_first {
+                    tx.changes.push(change);
+                }
+                Ok(())
+            })
+            .map_err(|e| located(e, at))
     }
 
     /// Closes the replication connection.
     pub async fn close(self) {
         let _ = self.stream.close().await;
     }
-}
-
-/// Picks the model's columns out of a binlog row, by name.
-fn decode_row(table: TableRows, row: BinlogRow, names: Option<&[String]>) -> Result<SourceRow> {
-    let columns = row.columns();
-    let mut values = row.unwrap();
-    let mut picked = Vec::with_capacity(table.columns().len());
-    for wanted in table.columns() {
-        let index = match names {
-            Some(names) => names.iter().position(|n| n.eq_ignore_ascii_case(wanted)),
-            None => columns
-                .iter()
-                .position(|c| c.name_str().eq_ignore_ascii_case(wanted)),
-        }
-        .ok_or_else(|| {
-            Error::decode(
-                table.table(),
-                format!("the binlog row has no column `{wanted}`"),
-            )
-        })?;
-        let value = values
-            .get_mut(index)
-            .map(|v| std::mem::replace(v, BinlogValue::Value(Value::NULL)));
-        let value = match value {
-            Some(BinlogValue::Value(v)) => v,
-            Some(other) => {
-                return Err(Error::decode(
-                    table.table(),
-                    format!("column `{wanted}` holds an unexpected value {other:?}"),
-                ))
-            }
-            None => {
-                return Err(Error::decode(
-                    table.table(),
-                    format!(
-                        "the binlog row image lacks column `{wanted}`: set binlog_row_image=FULL"
-                    ),
-                ))
-            }
-        };
-        picked.push(value);
-    }
-    table.decode(picked)
 }
 
 /// Column names of the four tables from `information_schema`, for servers
@@ -451,6 +394,16 @@ impl ColumnNames {
             .map_err(|e| Error::mysql("reading column names", e))?;
         let _ = conn.disconnect().await;
         Ok(names)
+    }
+}
+
+/// A decoding error, with the position of its event.
+fn located(e: Error, at: &BinlogPosition) -> Error {
+    match e {
+        Error::Decode { table, reason } => {
+            Error::decode(table, format!("{reason} (event at {at})"))
+        }
+        other => other,
     }
 }
 

@@ -3,6 +3,7 @@
 
 mod binlog;
 mod decode;
+mod image;
 mod prereq;
 mod read;
 
