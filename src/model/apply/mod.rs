@@ -9,7 +9,9 @@
 //! - a `user_sessions` change that only touches plain columns updates those
 //!   fields; one that changes liveness, expiry or user rewrites the whole
 //!   hash from the state (so an expired session extended into the future
-//!   comes back complete, attributes included);
+//!   comes back complete, attributes included); one to a session that was
+//!   and stays expired only deletes its key (a hash Redis has not expired
+//!   yet), and leaves the user's index alone;
 //! - deletes cascade as MySQL does, although MySQL logs no row events for
 //!   cascaded deletes: a user takes their preferences, sessions and
 //!   attributes; a session takes its attributes;
@@ -212,6 +214,17 @@ impl<V: StateView> Ctx<'_, '_, V> {
                 self.set_fields(&SessionRef::from(&session), &changed);
                 Ok(())
             }
+            Some(old)
+                if !was_live && !session.is_live(self.now) && old.user_id == session.user_id =>
+            {
+                // Expired before and after: it has no hash, and the user's
+                // index lists live sessions only, so neither changes. The
+                // `DEL` removes a hash Redis has not yet expired.
+                self.out
+                    .commands
+                    .push(Command::Del(self.keys.session(&session.session_id)));
+                Ok(())
+            }
             old => {
                 // Liveness, expiry or user changed: so did the index.
                 self.out.dirty_users.insert(session.user_id);
@@ -242,19 +255,24 @@ impl<V: StateView> Ctx<'_, '_, V> {
         self.remove_session(session_id)
     }
 
-    /// Writes the whole hash from the state, or deletes it when not live.
+    /// Writes the whole hash from the state, or deletes it when not live
+    /// (without reading what a hash would hold).
     fn rewrite_session(&mut self, session: &Session) -> Result<()> {
-        let user = self.view.user(session.user_id)?;
-        let prefs = self.view.preferences(session.user_id)?;
-        let attributes = self.view.attributes(&session.session_id)?;
-        match write_session(
-            self.keys,
-            self.now,
-            session,
-            user.as_ref(),
-            prefs.as_ref(),
-            &attributes,
-        ) {
+        let mut hash = None;
+        if session.is_live(self.now) {
+            let user = self.view.user(session.user_id)?;
+            let prefs = self.view.preferences(session.user_id)?;
+            let attributes = self.view.attributes(&session.session_id)?;
+            hash = write_session(
+                self.keys,
+                self.now,
+                session,
+                user.as_ref(),
+                prefs.as_ref(),
+                &attributes,
+            );
+        }
+        match hash {
             Some(commands) => self.out.commands.extend(commands),
             None => self
                 .out

@@ -405,6 +405,22 @@ fn deleting_a_session_drops_its_data_and_index_member(mut w: World) {
     assert_eq!(w.redis.ttl[&w.keys.user_index(1)], NOW + 200);
 }
 
+fn an_update_of_an_expired_session_reads_and_rewrites_nothing(mut w: World) {
+    w.group(vec![
+        Insert(user(1, "a")),
+        Insert(session("live", 1, 600)),
+        Insert(session("gone", 1, -10)),
+        Insert(attr("gone", "k", Some("v"))),
+    ]);
+    let mut touched = session("gone", 1, -10);
+    if let SourceRow::Session(s) = &mut touched {
+        s.user_agent = Some(b"ua".to_vec());
+    }
+    // Still expired, same user: no hash, and the index is left as it is.
+    let cmds = w.group(vec![upd(session("gone", 1, -10), touched)]);
+    assert_eq!(cmds, [Command::Del(w.keys.session(b"gone"))]);
+}
+
 fn replaying_a_group_against_its_own_result_changes_nothing(mut w: World) {
     let changes = || {
         vec![
@@ -442,5 +458,6 @@ one_by_one_and_in_flight!(
     every_table_drives_updates_and_redis_follows_the_model,
     session_lifecycle_expiry_moves_and_renames,
     deleting_a_session_drops_its_data_and_index_member,
+    an_update_of_an_expired_session_reads_and_rewrites_nothing,
     replaying_a_group_against_its_own_result_changes_nothing
 );
