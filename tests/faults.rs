@@ -11,6 +11,7 @@ use common::servers::{PrivateServices, Which};
 use common::workload::Workload;
 use common::{stderr, TestDb};
 use rand::Rng;
+use redis::AsyncCommands;
 use tokio::process::Child;
 
 /// Starts the sidecar with its log going to a file of the test.
@@ -437,5 +438,62 @@ async fn orphan_rows_and_zero_dates_are_handled() {
         Some("v")
     );
     assert!(db.session("b-zero").await.is_empty() && db.session("b-nosession").await.is_empty());
+    db.assert_verified().await;
+}
+
+#[tokio::test]
+async fn a_namespace_lost_while_the_snapshot_writes_fails_it_without_a_checkpoint() {
+    let db = TestDb::new("snapshot_lost").await;
+    // Enough sessions that the snapshot writes in many batches.
+    db.sql(
+        "INSERT INTO users (user_id, username, email, password_hash)
+           SELECT seq, CONCAT('u', seq), CONCAT('u', seq, '@x'), 'x' FROM seq_1_to_3000;
+         INSERT INTO user_sessions (session_id, user_id, expires_at)
+           SELECT CONCAT('s', LPAD(seq, 6, '0')), 1 + seq % 3000, NOW() + INTERVAL 1 DAY
+           FROM seq_1_to_30000;
+         INSERT INTO session_data (session_id, attribute_key, attribute_value)
+           SELECT CONCAT('s', LPAD(seq DIV 3 + 1, 6, '0')), CONCAT('k', seq % 3), 'v'
+           FROM seq_0_to_89999;",
+    )
+    .await;
+    let child = db
+        .replicator(&["snapshot"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Redis loses the namespace (here only its marker, as a restart without
+    // persistence would) once sessions are being written.
+    let mut r = db.redis();
+    let (marker, first) = (db.key("replicator:snapshot"), db.key("session:s000001"));
+    db.wait_for(
+        "the snapshot to write sessions",
+        Duration::from_secs(60),
+        || {
+            let mut r = r.clone();
+            let keys = [marker.clone(), first.clone()];
+            async move { r.exists::<_, u32>(&keys).await.unwrap() == 2 }
+        },
+    )
+    .await;
+    let _: () = r.del(&marker).await.unwrap();
+
+    let out = child.wait_with_output().await.unwrap();
+    assert!(!out.status.success(), "the snapshot cannot succeed");
+    assert!(
+        stderr(&out).contains("Redis lost the namespace while the snapshot was writing it"),
+        "{}",
+        stderr(&out)
+    );
+    let status = db.run(&["status"]).await;
+    assert!(
+        common::stdout(&status).contains("no checkpoint")
+            || stderr(&status).contains("no checkpoint"),
+        "no checkpoint is written: {}{}",
+        common::stdout(&status),
+        stderr(&status)
+    );
+    // The next snapshot starts again, and completes.
+    db.run_ok(&["snapshot"]).await;
     db.assert_verified().await;
 }
