@@ -86,7 +86,6 @@ impl SnapshotJob<'_> {
     pub async fn run(self) -> Result<(Checkpoint, SnapshotReport)> {
         let started = Instant::now();
         self.state.clear()?;
-        self.state.begin_bulk_load()?;
         // Whatever an earlier run left is looked for before anything is
         // written: a cold start into an empty namespace then scans nothing.
         let earlier_keys = self.sink.any_key(&self.keys.model_patterns()).await?;
@@ -147,7 +146,6 @@ impl SnapshotJob<'_> {
         }
         .await;
         let (session_rows, written) = writer.finish(produced).await?;
-        self.state.end_bulk_load()?;
         rows.push((TableRows::Sessions.table(), session_rows));
         self.check_shutdown()?;
         tracing::info!(
