@@ -139,10 +139,10 @@ fn attribute_cursor_answers_in_any_order() {
     let asked = [
         "a", "b", "d", "dd", "f", "aa", "ab", "zz", "b", "zz", "ab", "x", "f", "aa",
     ];
-    let reader = StateReader::new(&store);
     let mut cursor = AttributeCursor::new(&store);
     for id in asked {
-        let expected = reader.attributes(id.as_bytes()).unwrap();
+        // A reader of its own seeks: the answer without stepping.
+        let expected = StateReader::new(&store).attributes(id.as_bytes()).unwrap();
         assert_eq!(
             cursor.attributes(id.as_bytes()).unwrap(),
             expected,
@@ -153,7 +153,45 @@ fn attribute_cursor_answers_in_any_order() {
             if with_attributes.contains(&id) { 2 } else { 0 }
         );
     }
-    drop((reader, cursor));
+    drop(cursor);
+    store.persist().unwrap();
+    drop(store);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn sessions_of_users_are_found_in_any_order() {
+    let (store, dir) = temp_store();
+    let mut batch = store.batch();
+    let sessions_of = |user: i64| match user {
+        1 => 1,
+        2 => 3,
+        3 => 2,
+        5 => 1,
+        8 => 2,
+        -4 => 1,
+        _ => 0,
+    };
+    for user in [-4, 1, 2, 3, 5, 8] {
+        for n in 0..sessions_of(user) {
+            batch.put_session(&session(&format!("u{user}-s{n}"), user));
+        }
+    }
+    store.write_unlogged(batch).unwrap();
+
+    // Ascending (stepping), with users without sessions, then back and forth.
+    let asked = [-9, -4, 1, 2, 3, 4, 5, 8, 9, 2, 1, 8, 3, -4, 7, 8];
+    let reader = StateReader::new(&store);
+    for user in asked {
+        let found = reader.sessions_of_user(user).unwrap();
+        let expected = StateReader::new(&store).sessions_of_user(user).unwrap();
+        assert_eq!(found, expected, "sessions of user {user}");
+        assert_eq!(found.len(), sessions_of(user), "sessions of user {user}");
+        assert!(found
+            .iter()
+            .all(|s| s.session_id.starts_with(format!("u{user}-").as_bytes())));
+    }
+    drop(reader);
     store.persist().unwrap();
     drop(store);
     let _ = std::fs::remove_dir_all(dir);
