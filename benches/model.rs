@@ -1,19 +1,22 @@
-//! Micro-benchmarks of the pure hot paths: decoding a row's values, the
-//! model (row change + state → Redis commands), merging a group's commands,
-//! and RESP encoding.
+//! Micro-benchmarks of the pure hot paths: reading a binlog row image,
+//! decoding a row's values, the model (row change + state → Redis
+//! commands), merging a group's commands, and RESP encoding.
 //!
 //!     cargo bench --bench model
 
 use std::collections::BTreeMap;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use mysql_async::consts::ColumnType;
 use mysql_async::Value;
+use mysql_common::io::ParseBuf;
 use replicator::error::Result;
 use replicator::model::{
     apply, coalesce, finish_group, write_session, Attribute, Bytes, Command, GroupOutput, Keys,
     Overlay, Preferences, RowChange, Session, SessionRef, SourceRow, StateView, Timestamp, User,
 };
 use replicator::sink::pipeline;
+use replicator::source::image::{ColumnSpec, Layout};
 use replicator::source::TableRows;
 
 const NOW: i64 = 1_800_000_000;
@@ -122,6 +125,49 @@ fn decode(c: &mut Criterion) {
             |v| TableRows::Sessions.decode(v).unwrap(),
             BatchSize::SmallInput,
         )
+    });
+    // The same row as the binlog carries it: one image of a rows event.
+    const VARCHAR_1020: &[u8] = &[0xfc, 0x03];
+    let spec = |ty, meta| ColumnSpec {
+        ty,
+        meta,
+        unsigned: false,
+    };
+    let columns = [
+        spec(ColumnType::MYSQL_TYPE_VARCHAR, VARCHAR_1020),
+        spec(ColumnType::MYSQL_TYPE_LONG, &[]),
+        spec(ColumnType::MYSQL_TYPE_VARCHAR, &[180, 0]),
+        spec(ColumnType::MYSQL_TYPE_BLOB, &[2]),
+        spec(ColumnType::MYSQL_TYPE_TIMESTAMP2, &[0]),
+        spec(ColumnType::MYSQL_TYPE_TIMESTAMP2, &[0]),
+        spec(ColumnType::MYSQL_TYPE_TIMESTAMP2, &[0]),
+    ];
+    let layout = Layout::from_columns(
+        TableRows::Sessions,
+        &columns,
+        TableRows::Sessions.columns(),
+        0,
+    )
+    .unwrap();
+    let mut image = vec![0b0100_0000]; // last_activity_at is NULL
+    let session_id = b"9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+    image.extend_from_slice(&(session_id.len() as u16).to_le_bytes());
+    image.extend_from_slice(session_id);
+    image.extend_from_slice(&42i32.to_le_bytes());
+    image.push(9);
+    image.extend_from_slice(b"192.0.2.1");
+    let agent = b"Mozilla/5.0 (X11; Linux x86_64)";
+    image.extend_from_slice(&(agent.len() as u16).to_le_bytes());
+    image.extend_from_slice(agent);
+    image.extend_from_slice(&1_700_000_000u32.to_be_bytes());
+    image.extend_from_slice(&1_800_000_000u32.to_be_bytes());
+    let present = bitvec::bitvec![u8, bitvec::order::Lsb0; 1; 7];
+    g.bench_function("user_sessions binlog image", |b| {
+        b.iter(|| {
+            layout
+                .image(&mut ParseBuf(&image), &present, false)
+                .unwrap()
+        })
     });
     g.finish();
 }

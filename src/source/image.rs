@@ -47,11 +47,19 @@ struct LayoutColumn<'a> {
     pick: Option<usize>,
 }
 
+/// A column of a table, as its table map describes it.
+#[derive(Clone, Copy, Debug)]
+pub struct ColumnSpec<'a> {
+    pub ty: ColumnType,
+    /// The type's metadata (lengths, precision), as the table map carries it.
+    pub meta: &'a [u8],
+    pub unsigned: bool,
+}
+
 impl<'a> Layout<'a> {
     /// The layout of `table` from its table map. Column names come from the
     /// map's metadata (`binlog_row_metadata=FULL`), else from `names` (read
-    /// from `information_schema`); a model column found in neither is an
-    /// error.
+    /// from `information_schema`).
     pub fn new(
         table: TableRows,
         tme: &'a TableMapEvent<'a>,
@@ -78,33 +86,54 @@ impl<'a> Layout<'a> {
                 Ok(None) => return Err(bad(format!("the table map has no type for column {i}"))),
                 Err(e) => return Err(bad(format!("column {i}: {e}"))),
             };
-            // As `mysql_common` reads it: one signedness bit per numeric column.
-            let unsigned = ty.is_numeric_type() && signedness.next().unwrap_or_default();
-            let pick = names.get(i).and_then(|name| {
-                table
-                    .columns()
-                    .iter()
-                    .position(|wanted| name.eq_ignore_ascii_case(wanted))
-            });
-            columns.push(LayoutColumn {
+            columns.push(ColumnSpec {
                 ty,
                 meta: tme.get_column_metadata(i).unwrap_or(&[]),
-                unsigned,
-                pick,
+                // As `mysql_common` reads it: one bit per numeric column.
+                unsigned: ty.is_numeric_type() && signedness.next().unwrap_or_default(),
             });
         }
-        if let Some(missing) = table
+        Self::from_columns(table, &columns, names, tme.json_column_count())
+    }
+
+    /// The layout of `table` from its columns and their `names` (in table
+    /// order); a model column not among them is an error.
+    pub fn from_columns(
+        table: TableRows,
+        columns: &[ColumnSpec<'a>],
+        names: &[impl AsRef<str>],
+        json_columns: usize,
+    ) -> Result<Self> {
+        let columns: Vec<LayoutColumn<'a>> = columns
+            .iter()
+            .enumerate()
+            .map(|(i, spec)| LayoutColumn {
+                ty: spec.ty,
+                meta: spec.meta,
+                unsigned: spec.unsigned,
+                pick: names.get(i).and_then(|name| {
+                    table
+                        .columns()
+                        .iter()
+                        .position(|wanted| name.as_ref().eq_ignore_ascii_case(wanted))
+                }),
+            })
+            .collect();
+        if let Some((_, missing)) = table
             .columns()
             .iter()
             .enumerate()
             .find(|(at, _)| !columns.iter().any(|c| c.pick == Some(*at)))
         {
-            return Err(bad(format!("the binlog row has no column `{}`", missing.1)));
+            return Err(Error::decode(
+                table.table(),
+                format!("the binlog row has no column `{missing}`"),
+            ));
         }
         Ok(Layout {
             table,
             columns,
-            json_columns: tme.json_column_count(),
+            json_columns,
         })
     }
 
@@ -136,8 +165,10 @@ impl<'a> Layout<'a> {
         Ok(())
     }
 
-    /// Reads one image: the model's columns of one row.
-    fn image<'b>(
+    /// Reads one image from `buf`: the model's columns of one row.
+    /// `present`: the event's bitmap of the columns in its images;
+    /// `partial`: the after image of a partial update.
+    pub fn image<'b>(
         &'b self,
         buf: &mut ParseBuf<'b>,
         present: &BitSlice<u8>,
@@ -221,23 +252,20 @@ mod tests {
     /// password_hash VARCHAR(255), email VARCHAR(255) (utf8mb4: 1020 bytes,
     /// so a two-byte length).
     fn users() -> Layout<'static> {
-        let column = |ty, meta, pick| LayoutColumn {
+        const VARCHAR: &[u8] = &[0xfc, 0x03];
+        let column = |ty, meta| ColumnSpec {
             ty,
             meta,
             unsigned: false,
-            pick,
         };
-        const VARCHAR: &[u8] = &[0xfc, 0x03];
-        Layout {
-            table: TableRows::Users,
-            columns: vec![
-                column(ColumnType::MYSQL_TYPE_LONG, &[], Some(0)),
-                column(ColumnType::MYSQL_TYPE_VARCHAR, VARCHAR, Some(1)),
-                column(ColumnType::MYSQL_TYPE_VARCHAR, VARCHAR, None),
-                column(ColumnType::MYSQL_TYPE_VARCHAR, VARCHAR, Some(2)),
-            ],
-            json_columns: 0,
-        }
+        let columns = [
+            column(ColumnType::MYSQL_TYPE_LONG, &[]),
+            column(ColumnType::MYSQL_TYPE_VARCHAR, VARCHAR),
+            column(ColumnType::MYSQL_TYPE_VARCHAR, VARCHAR),
+            column(ColumnType::MYSQL_TYPE_VARCHAR, VARCHAR),
+        ];
+        let names = ["user_id", "username", "password_hash", "EMAIL"];
+        Layout::from_columns(TableRows::Users, &columns, &names, 0).unwrap()
     }
 
     fn varchar(out: &mut Vec<u8>, text: &[u8]) {
@@ -313,6 +341,19 @@ mod tests {
             .image(&mut ParseBuf(&data), &present, false)
             .unwrap_err();
         assert!(err.to_string().contains("unreadable row image"), "{err}");
+    }
+
+    #[test]
+    fn a_model_column_missing_from_the_table_is_named() {
+        let columns = [ColumnSpec {
+            ty: ColumnType::MYSQL_TYPE_LONG,
+            meta: &[],
+            unsigned: false,
+        }];
+        let err = Layout::from_columns(TableRows::Users, &columns, &["user_id"], 0)
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("no column `username`"), "{err}");
     }
 
     #[test]

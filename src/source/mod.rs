@@ -1,9 +1,9 @@
 //! The MySQL side: connections, the prerequisite check, the consistent
-//! snapshot read and (later) the binlog stream, on one `mysql_async` stack.
+//! snapshot read and the binlog stream, on one `mysql_async` stack.
 
 mod binlog;
 mod decode;
-mod image;
+pub mod image;
 mod prereq;
 mod read;
 
