@@ -18,29 +18,3 @@ pub enum RowChange {
     Update { before: SourceRow, after: SourceRow },
     Delete(SourceRow),
 }
-
-impl SourceRow {
-    /// The session a `user_sessions` or `session_data` row belongs to.
-    pub fn session_id(&self) -> Option<&[u8]> {
-        match self {
-            SourceRow::Session(s) => Some(&s.session_id),
-            SourceRow::Attribute(a) => Some(&a.session_id),
-            SourceRow::User(_) | SourceRow::Preferences(_) => None,
-        }
-    }
-}
-
-impl RowChange {
-    /// The sessions whose row applying this change reads: the one of each
-    /// image (see [`SourceRow::session_id`]).
-    pub fn session_ids(&self) -> impl Iterator<Item = &[u8]> {
-        let (first, second) = match self {
-            RowChange::Insert(row) | RowChange::Delete(row) => (row, None),
-            RowChange::Update { before, after } => (after, Some(before)),
-        };
-        first
-            .session_id()
-            .into_iter()
-            .chain(second.and_then(SourceRow::session_id))
-    }
-}

@@ -12,11 +12,6 @@ pub trait StateView {
     fn user(&self, user_id: i64) -> Result<Option<User>>;
     fn preferences(&self, user_id: i64) -> Result<Option<Preferences>>;
     fn session(&self, session_id: &[u8]) -> Result<Option<Session>>;
-    /// Several sessions at once, in the order of `ids`; a store that can
-    /// read them in one batch says so here.
-    fn sessions(&self, ids: &[&[u8]]) -> Result<Vec<Option<Session>>> {
-        ids.iter().map(|id| self.session(id)).collect()
-    }
     /// The session's attributes, ordered by key.
     fn attributes(&self, session_id: &[u8]) -> Result<Vec<Attribute>>;
     /// The sessions whose `user_id` is this user, live or not, ordered by id.
@@ -164,26 +159,6 @@ impl<'a, V: StateView> Overlay<'a, V> {
         self.pending
             .attributes
             .insert((session_id.to_vec(), key.to_vec()), None);
-    }
-
-    /// Reads these sessions from the base in one batch, for the reads to
-    /// come: a group's point reads of sessions, made up front.
-    pub fn prefetch_sessions<'k>(&self, ids: impl IntoIterator<Item = &'k [u8]>) -> Result<()> {
-        let mut cache = self.sessions.borrow_mut();
-        let mut missing: Vec<&[u8]> = ids
-            .into_iter()
-            .filter(|id| !cache.contains_key(*id))
-            .collect();
-        missing.sort_unstable();
-        missing.dedup();
-        if missing.is_empty() {
-            return Ok(());
-        }
-        let rows = self.base.sessions(&missing)?;
-        for (id, row) in missing.into_iter().zip(rows) {
-            cache.insert(id.to_vec(), row);
-        }
-        Ok(())
     }
 
     /// Number of pending row writes.

@@ -37,7 +37,7 @@ use writer::{GroupWriter, Written};
 use crate::app::Connected;
 use crate::error::{Error, Result};
 use crate::model::view::Pending;
-use crate::model::{apply, finish_group, Command, GroupOutput, Overlay, RowChange, Timestamp};
+use crate::model::{apply, finish_group, Command, GroupOutput, Overlay, Timestamp};
 use crate::position::BinlogPosition;
 use crate::snapshot;
 use crate::source::BinlogReader;
@@ -332,13 +332,6 @@ impl Replicator<'_> {
             );
         }
         let (timestamp, heartbeat) = (last.timestamp, last.heartbeat);
-        // The group's point reads of sessions, in one batch.
-        overlay.prefetch_sessions(
-            pieces
-                .iter()
-                .flat_map(|b| &b.piece.changes)
-                .flat_map(RowChange::session_ids),
-        )?;
         let mut budget = Vec::with_capacity(pieces.len());
         let mut transactions = 0;
         let mut tally = RowTally::default();

@@ -14,10 +14,7 @@ mod reader;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rocksdb::{
-    BlockBasedOptions, Cache, Options, ReadOptions, WriteBatch, WriteOptions, DB,
-    DEFAULT_COLUMN_FAMILY_NAME,
-};
+use rocksdb::{BlockBasedOptions, Cache, Options, ReadOptions, WriteBatch, WriteOptions, DB};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -70,11 +67,7 @@ impl StateStore {
         table.set_block_cache(&Cache::new_lru_cache(32 << 20));
         table.set_bloom_filter(10.0, false);
         opts.set_block_based_table_factory(&table);
-        // Opened with its one column family named (and given the same
-        // options), so that batched reads, which take a column family, can
-        // name it.
-        let families = [(DEFAULT_COLUMN_FAMILY_NAME, opts.clone())];
-        let db = DB::open_cf_with_opts(&opts, path, families).map_err(|e| Error::State {
+        let db = DB::open(&opts, path).map_err(|e| Error::State {
             path: path.to_owned(),
             message: format!(
                 "cannot open RocksDB: {e}. Is another replicator using this STATE_DIR?"
@@ -88,18 +81,13 @@ impl StateStore {
 
     /// Opens an existing state for reading, even while a replicator holds it.
     pub fn open_read_only(path: &Path) -> Result<Self> {
-        let db = DB::open_cf_for_read_only(
-            &Options::default(),
-            path,
-            [DEFAULT_COLUMN_FAMILY_NAME],
-            false,
-        )
-        .map_err(|e| Error::State {
-            path: path.to_owned(),
-            message: format!(
-                "cannot open RocksDB: {e}. Is STATE_DIR the replicator's state directory?"
-            ),
-        })?;
+        let db =
+            DB::open_for_read_only(&Options::default(), path, false).map_err(|e| Error::State {
+                path: path.to_owned(),
+                message: format!(
+                    "cannot open RocksDB: {e}. Is STATE_DIR the replicator's state directory?"
+                ),
+            })?;
         Ok(StateStore {
             db: Arc::new(db),
             path: path.to_owned(),
@@ -156,18 +144,13 @@ impl StateStore {
         self.get(&keys::session(session_id))
     }
 
-    /// Several sessions in one batched read (`None` where a session does
-    /// not exist), in the order asked.
+    /// Several sessions in one read (`None` where a session does not exist).
     pub fn sessions<'k>(
         &self,
         ids: impl IntoIterator<Item = &'k [u8]>,
     ) -> Result<Vec<Option<Session>>> {
-        let default = self
-            .db
-            .cf_handle(DEFAULT_COLUMN_FAMILY_NAME)
-            .ok_or_else(|| self.err("the default column family is missing"))?;
         self.db
-            .batched_multi_get_cf(default, ids.into_iter().map(keys::session), false)
+            .multi_get(ids.into_iter().map(keys::session))
             .into_iter()
             .map(|raw| match raw.map_err(|e| self.err(e))? {
                 Some(raw) => self.decode(&raw).map(Some),

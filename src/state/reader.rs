@@ -114,10 +114,6 @@ impl StateView for StateReader<'_> {
         self.store.session(session_id)
     }
 
-    fn sessions(&self, ids: &[&[u8]]) -> Result<Vec<Option<Session>>> {
-        self.store.sessions(ids.iter().copied())
-    }
-
     fn attributes(&self, session_id: &[u8]) -> Result<Vec<Attribute>> {
         self.attributes
             .borrow_mut()

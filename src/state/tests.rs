@@ -105,25 +105,6 @@ fn rows_index_and_checkpoint_round_trip() {
         .unwrap();
     assert_eq!(entries[0], (-5, b"s3".to_vec()));
     assert_eq!(entries.len(), 3);
-    // Batched reads answer in the order asked, missing ones as `None`.
-    let found: Vec<Option<i64>> = reader
-        .sessions(&[b"s3", b"nope", b"s1"])
-        .unwrap()
-        .into_iter()
-        .map(|s| s.map(|s| s.user_id))
-        .collect();
-    assert_eq!(found, [Some(-5), None, Some(1)]);
-    // Prefetched into an overlay, a session is still read through the
-    // group's own writes first.
-    let mut overlay = crate::model::Overlay::over(&reader, None);
-    overlay
-        .prefetch_sessions([&b"s1"[..], b"s2", b"s1", b"nope"])
-        .unwrap();
-    overlay.put_session(session("s2", 7)).unwrap();
-    assert_eq!(overlay.session(b"s1").unwrap().unwrap().user_id, 1);
-    assert_eq!(overlay.session(b"s2").unwrap().unwrap().user_id, 7);
-    assert!(overlay.session(b"nope").unwrap().is_none());
-    drop(overlay);
 
     drop(reader);
     store.clear().unwrap();
