@@ -7,6 +7,7 @@
 
 mod encode;
 
+use std::ops::ControlFlow;
 use std::path::Path;
 use std::time::Duration;
 
@@ -116,12 +117,32 @@ impl RedisSink {
 
     /// Whether any key matches one of the `SCAN MATCH` patterns.
     pub async fn any_key(&self, patterns: &[Bytes]) -> Result<bool> {
+        let mut any = false;
+        self.scan_each(patterns, async |found| {
+            any = !found.is_empty();
+            Ok(if any {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            })
+        })
+        .await?;
+        Ok(any)
+    }
+
+    /// Hands each page of `SCAN MATCH` of each pattern to `page`, until
+    /// `page` breaks off. A key may be handed over more than once.
+    pub async fn scan_each(
+        &self,
+        patterns: &[Bytes],
+        mut page: impl AsyncFnMut(Vec<Bytes>) -> Result<ControlFlow<()>>,
+    ) -> Result<()> {
         for pattern in patterns {
             let mut cursor = 0;
             loop {
                 let (next, found) = self.scan_page(pattern, cursor).await?;
-                if !found.is_empty() {
-                    return Ok(true);
+                if page(found).await?.is_break() {
+                    return Ok(());
                 }
                 if next == 0 {
                     break;
@@ -129,12 +150,12 @@ impl RedisSink {
                 cursor = next;
             }
         }
-        Ok(false)
+        Ok(())
     }
 
     /// One page of `SCAN cursor MATCH pattern`: the next cursor (0 at the
     /// end) and the keys. A key may be reported more than once.
-    pub async fn scan_page(&self, pattern: &[u8], cursor: u64) -> Result<(u64, Vec<Bytes>)> {
+    async fn scan_page(&self, pattern: &[u8], cursor: u64) -> Result<(u64, Vec<Bytes>)> {
         let mut conn = self.conn.clone();
         redis::cmd("SCAN")
             .arg(cursor)

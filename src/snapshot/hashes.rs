@@ -1,11 +1,12 @@
 //! The model of whole sessions and indexes, built from the state: what a
 //! snapshot and a rebuild of the namespace write.
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 
 use crate::error::Result;
-use crate::model::{self, Bytes, Command, Keys, Preferences, Session, Timestamp, User};
-use crate::state::{AttributeCursor, StateStore};
+use crate::model::{self, Bytes, Command, Keys, Preferences, Session, StateView, Timestamp, User};
+use crate::state::{StateReader, StateStore};
 
 /// What was written: live sessions, and expired ones left out.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -16,11 +17,12 @@ pub struct Materialized {
 
 /// Builds the hash of each session it is given, with the session's
 /// attributes and owner read from the state. Sessions given in ascending
-/// order of id cost one forward pass over the attributes.
+/// order of id cost one forward pass over the attributes (the reader steps
+/// from one session's attributes to the next instead of seeking).
 pub struct SessionHashes<'a> {
     keys: &'a Keys,
     now: Timestamp,
-    attributes: AttributeCursor<'a>,
+    reader: StateReader<'a>,
     owners: Owners<'a>,
     pub done: Materialized,
 }
@@ -32,7 +34,7 @@ impl<'a> SessionHashes<'a> {
         SessionHashes {
             keys,
             now,
-            attributes: AttributeCursor::new(state),
+            reader: StateReader::new(state),
             owners: Owners::new(state),
             done: Materialized::default(),
         }
@@ -44,7 +46,7 @@ impl<'a> SessionHashes<'a> {
             self.done.expired += 1;
             return Ok(());
         }
-        let attributes = self.attributes.attributes(&session.session_id)?;
+        let attributes = self.reader.attributes(&session.session_id)?;
         let (user, prefs) = self.owners.get(session.user_id)?;
         let commands = model::write_session(
             self.keys,
@@ -85,14 +87,15 @@ impl<'a> Owners<'a> {
     }
 
     fn get(&mut self, user_id: i64) -> Result<&(Option<User>, Option<Preferences>)> {
-        if !self.cache.contains_key(&user_id) {
-            if self.cache.len() >= OWNERS_CACHED {
-                self.cache.clear();
-            }
-            let owner = (self.state.user(user_id)?, self.state.preferences(user_id)?);
-            self.cache.insert(user_id, owner);
+        if self.cache.len() >= OWNERS_CACHED && !self.cache.contains_key(&user_id) {
+            self.cache.clear();
         }
-        Ok(&self.cache[&user_id])
+        Ok(match self.cache.entry(user_id) {
+            Entry::Occupied(cached) => cached.into_mut(),
+            Entry::Vacant(slot) => {
+                slot.insert((self.state.user(user_id)?, self.state.preferences(user_id)?))
+            }
+        })
     }
 }
 

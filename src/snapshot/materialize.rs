@@ -1,6 +1,8 @@
 //! Writing the model of the whole state to Redis, and removing what the
 //! model no longer gives.
 
+use std::ops::ControlFlow;
+
 use tokio_util::sync::CancellationToken;
 
 use super::hashes::{index_batches, Materialized, SessionHashes};
@@ -81,22 +83,16 @@ pub async fn remove_stale(
     now: Timestamp,
 ) -> Result<u64> {
     let mut removed = 0;
-    for pattern in keys.model_patterns() {
-        let mut cursor = 0;
-        loop {
-            let (next, found) = sink.scan_page(&pattern, cursor).await?;
-            let stale: Vec<Command> = unexpected(state, keys, found, now)?
-                .into_iter()
-                .map(Command::Del)
-                .collect();
-            removed += stale.len() as u64;
-            sink.write(&stale, false).await?;
-            if next == 0 {
-                break;
-            }
-            cursor = next;
-        }
-    }
+    sink.scan_each(&keys.model_patterns(), async |found| {
+        let stale: Vec<Command> = unexpected(state, keys, found, now)?
+            .into_iter()
+            .map(Command::Del)
+            .collect();
+        removed += stale.len() as u64;
+        sink.write(&stale, false).await?;
+        Ok(ControlFlow::Continue(()))
+    })
+    .await?;
     Ok(removed)
 }
 

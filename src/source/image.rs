@@ -268,18 +268,22 @@ mod tests {
         Layout::from_columns(TableRows::Users, &columns, &names, 0).unwrap()
     }
 
-    fn varchar(out: &mut Vec<u8>, text: &[u8]) {
-        out.extend_from_slice(&(text.len() as u16).to_le_bytes());
-        out.extend_from_slice(text);
+    /// An image of `users`: the NULL bitmap, the user id, then each text
+    /// as a VARCHAR (two-byte length).
+    fn image(nulls: u8, user_id: i32, texts: &[&[u8]]) -> Vec<u8> {
+        let mut out = vec![nulls];
+        out.extend_from_slice(&user_id.to_le_bytes());
+        for text in texts {
+            out.extend_from_slice(&(text.len() as u16).to_le_bytes());
+            out.extend_from_slice(text);
+        }
+        out
     }
 
     #[test]
     fn reads_the_model_columns_and_skips_the_others() {
-        let mut data = vec![0b0000]; // no NULLs among 4 columns
-        data.extend_from_slice(&42i32.to_le_bytes());
-        varchar(&mut data, b"ann");
-        varchar(&mut data, b"$argon2$secret");
-        varchar(&mut data, b"ann@example.com");
+        // No NULLs among the 4 columns.
+        let data = image(0, 42, &[b"ann", b"$argon2$secret", b"ann@example.com"]);
         let present = bitvec![u8, Lsb0; 1, 1, 1, 1];
         let layout = users();
         let mut buf = ParseBuf(&data);
@@ -297,10 +301,8 @@ mod tests {
 
     #[test]
     fn nulls_take_no_bytes_and_reach_the_decoder() {
-        let mut data = vec![0b0100]; // password_hash (image column 2) is NULL
-        data.extend_from_slice(&7i32.to_le_bytes());
-        varchar(&mut data, b"bo");
-        varchar(&mut data, b"bo@x");
+        // password_hash (image column 2) is NULL.
+        let data = image(0b0100, 7, &[b"bo", b"bo@x"]);
         let present = bitvec![u8, Lsb0; 1, 1, 1, 1];
         let layout = users();
         let mut buf = ParseBuf(&data);
@@ -309,10 +311,7 @@ mod tests {
         assert!(matches!(row, SourceRow::User(u) if u.user_id == 7 && u.email == b"bo@x"));
 
         // A NULL in a column the model needs is the decoder's to judge.
-        let mut data = vec![0b0010]; // username NULL
-        data.extend_from_slice(&7i32.to_le_bytes());
-        varchar(&mut data, b"h");
-        varchar(&mut data, b"bo@x");
+        let data = image(0b0010, 7, &[b"h", b"bo@x"]); // username NULL
         let err = users()
             .image(&mut ParseBuf(&data), &present, false)
             .unwrap_err();
@@ -322,8 +321,7 @@ mod tests {
     #[test]
     fn a_minimal_image_is_refused_with_the_setting_to_change() {
         // binlog_row_image=MINIMAL: only the key is in the image.
-        let mut data = vec![0];
-        data.extend_from_slice(&7i32.to_le_bytes());
+        let data = image(0, 7, &[]);
         let present = bitvec![u8, Lsb0; 1, 0, 0, 0];
         let err = users()
             .image(&mut ParseBuf(&data), &present, false)
@@ -333,8 +331,7 @@ mod tests {
 
     #[test]
     fn a_truncated_image_is_an_error_not_a_panic() {
-        let mut data = vec![0];
-        data.extend_from_slice(&7i32.to_le_bytes());
+        let mut data = image(0, 7, &[]);
         data.extend_from_slice(&[10, 0, b'a']); // says 10 bytes, has 1
         let present = bitvec![u8, Lsb0; 1, 1, 1, 1];
         let err = users()

@@ -19,7 +19,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 pub use checkpoint::{Checkpoint, SnapshotInfo, STATE_FORMAT};
-pub use reader::{AttributeCursor, StateReader};
+pub use reader::StateReader;
 
 use crate::error::{Error, Result};
 use crate::model::view::Pending;

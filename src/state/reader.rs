@@ -3,7 +3,8 @@
 //! every prefix scan: creating an iterator costs far more than seeking one,
 //! and a seek costs far more than a few steps forward. Prefixes asked for
 //! in ascending order (a bulk update of users in id order, a snapshot's
-//! sessions in id order) are reached by stepping; any other is sought.
+//! sessions in id order: one forward pass over the attributes) are reached
+//! by stepping; any other is sought.
 //!
 //! Each iterator is bounded to its table's keys. A scan that finds nothing
 //! under its prefix stops at the bound rather than walking on into the
@@ -129,30 +130,5 @@ impl StateView for StateReader<'_> {
                 expires_at: keys::parse_index_value(v),
             })
         })
-    }
-}
-
-/// The attributes of sessions asked for in ascending order of their
-/// attribute keys (length of the id, then the id: the order of sessions of
-/// ids of one length), read in one forward pass instead of a seek each.
-///
-/// Sessions asked for in any other order are still answered correctly,
-/// with a seek. The cursor sees the state as it was when it was created.
-pub struct AttributeCursor<'a> {
-    scanner: Scanner<'a>,
-}
-
-impl<'a> AttributeCursor<'a> {
-    pub fn new(store: &'a StateStore) -> Self {
-        AttributeCursor {
-            scanner: Scanner::new(store, keys::ATTRIBUTES),
-        }
-    }
-
-    /// The session's attributes, ordered by key.
-    pub fn attributes(&mut self, session_id: &[u8]) -> Result<Vec<Attribute>> {
-        let store = self.scanner.store;
-        self.scanner
-            .scan(keys::attributes_of(session_id), |_, v| store.decode(v))
     }
 }

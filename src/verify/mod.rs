@@ -10,6 +10,7 @@ mod compare;
 mod report;
 
 use std::collections::BTreeMap;
+use std::ops::ControlFlow;
 
 use tokio_util::sync::CancellationToken;
 
@@ -326,23 +327,17 @@ impl Checker<'_> {
 
     /// Keys of the namespace that the model does not give.
     async fn check_extra_keys(&mut self, state: &StateStore) -> Result<()> {
-        for pattern in self.keys.model_patterns() {
-            let mut cursor = 0;
-            loop {
-                let (next, found) = self.sink.scan_page(&pattern, cursor).await?;
-                for key in found {
-                    if !self.may_exist(state, &key)? {
-                        self.report
-                            .record_extra(Difference::new(&key, DiffKind::Extra));
-                    }
+        let (sink, patterns) = (self.sink, self.keys.model_patterns());
+        sink.scan_each(&patterns, async |found| {
+            for key in found {
+                if !self.may_exist(state, &key)? {
+                    self.report
+                        .record_extra(Difference::new(&key, DiffKind::Extra));
                 }
-                if next == 0 {
-                    break;
-                }
-                cursor = next;
             }
-        }
-        Ok(())
+            Ok(ControlFlow::Continue(()))
+        })
+        .await
     }
 
     fn may_exist(&self, state: &StateStore, key: &[u8]) -> Result<bool> {
