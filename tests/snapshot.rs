@@ -191,7 +191,18 @@ async fn the_checkpoint_records_the_snapshot_position() {
         .as_str()
         .unwrap()
         .starts_with("binlog."));
-    assert!(checkpoint["position"]["offset"].as_u64().unwrap() > 4);
+    let offset = checkpoint["position"]["offset"].as_u64().unwrap();
+    assert!(offset > 4);
+    // MariaDB's GTID of that position, looked up while the tables were read.
+    let file = checkpoint["position"]["file"].as_str().unwrap();
+    let gtid: Vec<Option<String>> = db
+        .query(&format!("SELECT BINLOG_GTID_POS('{file}', {offset})"))
+        .await;
+    assert_eq!(
+        checkpoint["position"]["gtid"].as_str(),
+        gtid[0].as_deref().filter(|g| !g.is_empty())
+    );
+    assert!(checkpoint["position"]["gtid"].is_string());
     let marker: String = db.redis().get(db.key("replicator:snapshot")).await.unwrap();
     assert_eq!(marker, checkpoint["snapshot"]["id"].as_str().unwrap());
 }

@@ -91,8 +91,8 @@ impl SnapshotJob<'_> {
         let earlier_keys = self.sink.any_key(&self.keys.model_patterns()).await?;
         let taken_at = Timestamp::now();
         let mut read = ConsistentRead::begin(self.source, self.flavor).await?;
-        let position = read.position.clone();
-        tracing::info!(%position, database = self.source.database(), "snapshot: consistent read opened");
+        let opened_at = read.file_position().clone();
+        tracing::info!(position = %opened_at, database = self.source.database(), "snapshot: consistent read opened");
 
         use TableRows::{Attributes, Preferences, Users};
         let mut rows = load::load_tables(
@@ -118,13 +118,14 @@ impl SnapshotJob<'_> {
             id: format!(
                 "{}@{}:{}",
                 taken_at.micros(),
-                position.file,
-                position.offset
+                opened_at.file,
+                opened_at.offset
             ),
             taken_at: taken_at.micros() / 1_000_000,
             database: self.source.database().to_string(),
-            position: position.clone(),
+            position: read.position().await?,
         };
+        let position = snapshot.position.clone();
         self.sink
             .write(
                 &[Command::Set {

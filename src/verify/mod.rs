@@ -50,7 +50,6 @@ pub async fn verify(
     let scratch = ScratchDir::new()?;
     let state = StateStore::open(&scratch.0)?;
     let mut read = ConsistentRead::begin(source, flavor).await?;
-    let position = read.position.clone();
     let filter = match options.sample {
         Some(n) => Some(sample_filter(&mut read, n).await?),
         None => None,
@@ -58,6 +57,7 @@ pub async fn verify(
     let by_table = |t: TableRows| filter.as_ref().map(|f| f(t)).unwrap_or_default();
     let filter_fn: Option<&dyn Fn(TableRows) -> String> = filter.as_ref().map(|_| &by_table as _);
     load_for_verify(&mut read, &state, filter_fn).await?;
+    let position = read.position().await?;
     read.finish().await?;
 
     let now = Timestamp::now();
