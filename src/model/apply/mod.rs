@@ -3,7 +3,9 @@
 //!
 //! Rules (see `redis-model.md`):
 //! - a `users` or `user_preferences` change rewrites the affected fields in
-//!   every live session of the user (`HSET`/`HDEL` + `EXPIREAT`);
+//!   every live session of the user (`HSET`/`HDEL` + `EXPIREAT`): those whose
+//!   values differ from the state's row, so a change of columns the model
+//!   does not keep (`last_login_at`, say) writes nothing;
 //! - a `session_data` change sets or removes one `attr_*` field of a live
 //!   session, and creates nothing for an expired or unknown one;
 //! - a `user_sessions` change that only touches plain columns updates those
@@ -144,8 +146,11 @@ impl<V: StateView> Ctx<'_, '_, V> {
 
     // ---- users
 
+    /// Writes the fields that changed (none, when only `password_hash` or
+    /// `last_login_at` did) to the user's live sessions.
     fn upsert_user(&mut self, user: User) -> Result<()> {
-        let fields = user_fields(Some(&user));
+        let old = self.view.user(user.user_id)?;
+        let fields = changed(user_fields(Some(&user)), user_fields(old.as_ref()));
         let user_id = user.user_id;
         self.view.put_user(user);
         self.set_fields_of_live_sessions(user_id, &fields)
@@ -169,8 +174,14 @@ impl<V: StateView> Ctx<'_, '_, V> {
 
     // ---- preferences
 
+    /// Writes the fields that changed (none, when only `updated_at` did) to
+    /// the user's live sessions.
     fn upsert_preferences(&mut self, prefs: Preferences) -> Result<()> {
-        let fields = preference_fields(Some(&prefs));
+        let old = self.view.preferences(prefs.user_id)?;
+        let fields = changed(
+            preference_fields(Some(&prefs)),
+            preference_fields(old.as_ref()),
+        );
         let user_id = prefs.user_id;
         self.view.put_preferences(prefs);
         self.set_fields_of_live_sessions(user_id, &fields)
@@ -182,6 +193,9 @@ impl<V: StateView> Ctx<'_, '_, V> {
     }
 
     fn set_fields_of_live_sessions(&mut self, user_id: i64, fields: &[Field]) -> Result<()> {
+        if fields.is_empty() {
+            return Ok(());
+        }
         // The index knows each session's expiry: no session is read.
         for session in self.view.sessions_of_user(user_id)? {
             if session.is_live(self.now) {
@@ -205,13 +219,8 @@ impl<V: StateView> Ctx<'_, '_, V> {
                     && old.expires_at == session.expires_at =>
             {
                 // Plain columns only: update the fields that changed.
-                let changed: Vec<Field> = session_fields(&session)
-                    .into_iter()
-                    .zip(session_fields(&old))
-                    .filter(|(new, old)| new.1 != old.1)
-                    .map(|(new, _)| new)
-                    .collect();
-                self.set_fields(&SessionRef::from(&session), &changed);
+                let fields = changed(session_fields(&session), session_fields(&old));
+                self.set_fields(&SessionRef::from(&session), &fields);
                 Ok(())
             }
             Some(old)
@@ -341,6 +350,16 @@ impl<V: StateView> Ctx<'_, '_, V> {
             }
         }
     }
+}
+
+/// The fields of `new` whose values differ from those of `old`, the same
+/// fields of the row before the change.
+fn changed<const N: usize>(new: [Field; N], old: [Field; N]) -> Vec<Field> {
+    new.into_iter()
+        .zip(old)
+        .filter(|(new, old)| new.1 != old.1)
+        .map(|(new, _)| new)
+        .collect()
 }
 
 fn same_user(row: &SourceRow, user_id: i64) -> bool {

@@ -421,6 +421,46 @@ fn an_update_of_an_expired_session_reads_and_rewrites_nothing(mut w: World) {
     assert_eq!(cmds, [Command::Del(w.keys.session(b"gone"))]);
 }
 
+fn users_and_preferences_write_only_the_fields_that_changed(mut w: World) {
+    w.group(vec![
+        Insert(user(1, "a")),
+        Insert(prefs(1, Some("dark"))),
+        Insert(session("s1", 1, 600)),
+        Insert(session("s2", 1, 600)),
+    ]);
+    // Columns the model does not keep (`last_login_at`, `updated_at`)
+    // arrive as rows equal in every column the model has: nothing to write.
+    let cmds = w.group(vec![
+        upd(user(1, "a"), user(1, "a")),
+        upd(prefs(1, Some("dark")), prefs(1, Some("dark"))),
+    ]);
+    assert_eq!(cmds, []);
+    // One column changed: one field, in each live session.
+    let mut renamed = user(1, "a");
+    if let SourceRow::User(u) = &mut renamed {
+        u.email = b"new@x".to_vec();
+    }
+    let cmds = w.group(vec![upd(user(1, "a"), renamed)]);
+    let fields: Vec<_> = cmds
+        .iter()
+        .filter_map(|c| match c {
+            Command::HSet { fields, .. } => Some(fields.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        fields,
+        vec![vec![(b"email".to_vec(), b"new@x".to_vec())]; 2]
+    );
+    assert_eq!(w.hash("s2").unwrap()["email"], "new@x");
+    let cmds = w.group(vec![upd(prefs(1, Some("dark")), prefs(1, Some("light")))]);
+    assert_eq!(
+        cmds.len(),
+        4,
+        "an HSET of the theme and an EXPIREAT per session: {cmds:?}"
+    );
+}
+
 fn replaying_a_group_against_its_own_result_changes_nothing(mut w: World) {
     let changes = || {
         vec![
@@ -459,5 +499,6 @@ one_by_one_and_in_flight!(
     session_lifecycle_expiry_moves_and_renames,
     deleting_a_session_drops_its_data_and_index_member,
     an_update_of_an_expired_session_reads_and_rewrites_nothing,
+    users_and_preferences_write_only_the_fields_that_changed,
     replaying_a_group_against_its_own_result_changes_nothing
 );
