@@ -7,14 +7,19 @@ use serde::{Deserialize, Serialize};
 
 use super::Timestamp;
 
-/// Raw bytes of a text or blob column.
+/// Raw bytes of a text or blob column. Rows store them with
+/// `serde_bytes`: the same bytes in the state as a sequence of `u8` would
+/// give (postcard writes both as a length and the bytes), written and read
+/// in one piece instead of byte by byte.
 pub type Bytes = Vec<u8>;
 
 /// A `users` row (the columns the model reads).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct User {
     pub user_id: i64,
+    #[serde(with = "serde_bytes")]
     pub username: Bytes,
+    #[serde(with = "serde_bytes")]
     pub email: Bytes,
 }
 
@@ -22,7 +27,9 @@ pub struct User {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Preferences {
     pub user_id: i64,
+    #[serde(with = "serde_bytes")]
     pub theme: Option<Bytes>,
+    #[serde(with = "serde_bytes")]
     pub language: Option<Bytes>,
     pub notifications_enabled: Option<bool>,
 }
@@ -30,9 +37,12 @@ pub struct Preferences {
 /// A `user_sessions` row.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Session {
+    #[serde(with = "serde_bytes")]
     pub session_id: Bytes,
     pub user_id: i64,
+    #[serde(with = "serde_bytes")]
     pub ip_address: Option<Bytes>,
+    #[serde(with = "serde_bytes")]
     pub user_agent: Option<Bytes>,
     pub created_at: Option<Timestamp>,
     /// `None` for a zero or unreadable `expires_at`: such a session is expired.
@@ -92,7 +102,75 @@ impl From<&Session> for SessionRef {
 /// A `session_data` row.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Attribute {
+    #[serde(with = "serde_bytes")]
     pub session_id: Bytes,
+    #[serde(with = "serde_bytes")]
     pub key: Bytes,
+    #[serde(with = "serde_bytes")]
     pub value: Option<Bytes>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The rows as they were stored before `serde_bytes`: bytes as
+    /// sequences of `u8`.
+    #[derive(Serialize)]
+    struct SessionBefore {
+        session_id: Vec<u8>,
+        user_id: i64,
+        ip_address: Option<Vec<u8>>,
+        user_agent: Option<Vec<u8>>,
+        created_at: Option<Timestamp>,
+        expires_at: Option<Timestamp>,
+        last_activity_at: Option<Timestamp>,
+    }
+
+    #[derive(Serialize)]
+    struct AttributeBefore {
+        session_id: Vec<u8>,
+        key: Vec<u8>,
+        value: Option<Vec<u8>>,
+    }
+
+    #[test]
+    fn rows_are_stored_as_before_and_read_back() {
+        let long = vec![b'x'; 300]; // a length of two varint bytes
+        let session = Session {
+            session_id: b"s-1".to_vec(),
+            user_id: 7,
+            ip_address: None,
+            user_agent: Some(long.clone()),
+            created_at: Some(Timestamp::from_parts(1_700_000_000, 5)),
+            expires_at: None,
+            last_activity_at: Some(Timestamp::from_parts(1_700_000_001, 0)),
+        };
+        let before = SessionBefore {
+            session_id: session.session_id.clone(),
+            user_id: 7,
+            ip_address: None,
+            user_agent: Some(long.clone()),
+            created_at: session.created_at,
+            expires_at: None,
+            last_activity_at: session.last_activity_at,
+        };
+        let stored = postcard::to_stdvec(&session).unwrap();
+        assert_eq!(stored, postcard::to_stdvec(&before).unwrap());
+        assert_eq!(postcard::from_bytes::<Session>(&stored).unwrap(), session);
+
+        let attr = Attribute {
+            session_id: b"s-1".to_vec(),
+            key: b"cart".to_vec(),
+            value: Some(long.clone()),
+        };
+        let before = AttributeBefore {
+            session_id: attr.session_id.clone(),
+            key: attr.key.clone(),
+            value: Some(long),
+        };
+        let stored = postcard::to_stdvec(&attr).unwrap();
+        assert_eq!(stored, postcard::to_stdvec(&before).unwrap());
+        assert_eq!(postcard::from_bytes::<Attribute>(&stored).unwrap(), attr);
+    }
 }
