@@ -185,9 +185,7 @@ impl StateStore {
 
     /// Starts a batch of state writes; nothing is visible until [`Self::commit`].
     pub fn batch(&self) -> StateBatch {
-        StateBatch {
-            batch: WriteBatch::default(),
-        }
+        StateBatch::default()
     }
 
     /// Writes a batch of rows without the write-ahead log: the bulk load of
@@ -275,16 +273,18 @@ impl StateStore {
 }
 
 /// Row writes to apply to the state in one atomic write.
+#[derive(Default)]
 pub struct StateBatch {
     batch: WriteBatch,
+    /// Where each row is encoded before the batch copies it: one buffer
+    /// for all of them, grown once.
+    value: Vec<u8>,
 }
 
 impl StateBatch {
     /// The writes of a group's overlay.
     pub fn from_pending(pending: &Pending) -> Self {
-        let mut b = StateBatch {
-            batch: WriteBatch::default(),
-        };
+        let mut b = StateBatch::default();
         for (&user_id, row) in &pending.users {
             match row {
                 Some(u) => b.put_user(u),
@@ -299,7 +299,7 @@ impl StateBatch {
         }
         for (session_id, row) in &pending.sessions {
             match row {
-                Some(s) => b.batch.put(keys::session(session_id), encode(s)),
+                Some(s) => b.put_row(keys::session(session_id), s),
                 None => b.batch.delete(keys::session(session_id)),
             }
         }
@@ -320,7 +320,7 @@ impl StateBatch {
     }
 
     pub fn put_user(&mut self, user: &User) {
-        self.batch.put(keys::user(user.user_id), encode(user));
+        self.put_row(keys::user(user.user_id), user);
     }
 
     pub fn delete_user(&mut self, user_id: i64) {
@@ -328,8 +328,7 @@ impl StateBatch {
     }
 
     pub fn put_preferences(&mut self, prefs: &Preferences) {
-        self.batch
-            .put(keys::preferences(prefs.user_id), encode(prefs));
+        self.put_row(keys::preferences(prefs.user_id), prefs);
     }
 
     pub fn delete_preferences(&mut self, user_id: i64) {
@@ -340,8 +339,7 @@ impl StateBatch {
     /// session was stored before under another user, the caller removes that
     /// entry with [`Self::delete_session`] first.
     pub fn put_session(&mut self, session: &Session) {
-        self.batch
-            .put(keys::session(&session.session_id), encode(session));
+        self.put_row(keys::session(&session.session_id), session);
         self.batch.put(
             keys::index(session.user_id, &session.session_id),
             keys::index_value(session.expires_at),
@@ -356,8 +354,14 @@ impl StateBatch {
     }
 
     pub fn put_attribute(&mut self, attr: &Attribute) {
-        self.batch
-            .put(keys::attribute(&attr.session_id, &attr.key), encode(attr));
+        self.put_row(keys::attribute(&attr.session_id, &attr.key), attr);
+    }
+
+    fn put_row<T: Serialize>(&mut self, key: Vec<u8>, row: &T) {
+        let mut value = std::mem::take(&mut self.value);
+        value.clear();
+        self.value = postcard::to_extend(row, value).expect("rows of plain data always serialize");
+        self.batch.put(key, &self.value);
     }
 
     pub fn delete_attribute(&mut self, session_id: &[u8], key: &[u8]) {
@@ -372,10 +376,6 @@ impl StateBatch {
     pub fn is_empty(&self) -> bool {
         self.batch.is_empty()
     }
-}
-
-fn encode<T: Serialize>(row: &T) -> Vec<u8> {
-    postcard::to_stdvec(row).expect("rows of plain data always serialize")
 }
 
 /// Creates the directory with mode 0700 where the platform has modes.
