@@ -497,3 +497,52 @@ async fn a_namespace_lost_while_the_snapshot_writes_fails_it_without_a_checkpoin
     db.run_ok(&["snapshot"]).await;
     db.assert_verified().await;
 }
+
+#[tokio::test]
+async fn a_key_of_another_type_stops_streaming_with_redis_error_and_loses_nothing() {
+    let db = TestDb::new("wrongtype").await;
+    db.sql(&Workload::new(2).initial()).await;
+    db.catch_up().await;
+    let before: serde_json::Value =
+        serde_json::from_slice(&db.run_ok(&["status", "--json"]).await.stdout).unwrap();
+    // Something else wrote a string where a session hash belongs.
+    let key = db.key("session:watch");
+    let mut r = db.redis();
+    let () = redis::cmd("SET")
+        .arg(&key)
+        .arg("not a hash")
+        .query_async(&mut r)
+        .await
+        .unwrap();
+    db.sql("UPDATE users SET username = 'renamed' WHERE user_id = 1000")
+        .await;
+
+    let out = db.run(&["run", "--exit-when-caught-up"]).await;
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("WRONGTYPE"), "{err}");
+    let after: serde_json::Value =
+        serde_json::from_slice(&db.run_ok(&["status", "--json"]).await.stdout).unwrap();
+    assert_eq!(
+        after["checkpoint"]["position"],
+        before["checkpoint"]["position"]
+    );
+
+    // The foreign write destroyed the session's hash: once it is removed, a
+    // snapshot writes the hash whole again, and streaming goes on from there.
+    let () = redis::cmd("DEL")
+        .arg(&key)
+        .query_async(&mut r)
+        .await
+        .unwrap();
+    db.run_ok(&["snapshot"]).await;
+    db.sql("UPDATE user_sessions SET user_agent = 'after' WHERE session_id = 'watch'")
+        .await;
+    db.catch_up().await;
+    let watch = db.session("watch").await;
+    assert_eq!(
+        (watch["username"].as_str(), watch["user_agent"].as_str()),
+        ("renamed", "after")
+    );
+    db.assert_verified().await;
+}

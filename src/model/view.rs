@@ -2,7 +2,9 @@
 //! pending writes on top of it.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use hashbrown::HashMap;
 
 use super::{Attribute, Bytes, Preferences, Session, SessionRef, User};
 use crate::error::Result;

@@ -4,9 +4,12 @@ use redis::{Cmd, Pipeline};
 
 use crate::model::Command;
 
-/// One pipeline for a batch of commands, replies ignored; `atomic` wraps it
-/// in `MULTI`/`EXEC`. Each command's buffers are sized before its arguments
-/// are copied in, so no buffer grows while the batch is encoded.
+/// One pipeline for a batch of commands; `atomic` wraps it in
+/// `MULTI`/`EXEC`. Each command's buffers are sized before its arguments are
+/// copied in, so no buffer grows while the batch is encoded. No command is
+/// marked `ignore()`: the client would keep every ignored index in a hash
+/// set, hashed again for every reply, while a caller reads at most the last
+/// reply. Errors come back either way.
 pub fn pipeline(commands: &[Command], atomic: bool) -> Pipeline {
     let mut pipe = Pipeline::with_capacity(commands.len());
     if atomic {
@@ -14,7 +17,7 @@ pub fn pipeline(commands: &[Command], atomic: bool) -> Pipeline {
     }
     for command in commands {
         if let Some(cmd) = encode(command) {
-            pipe.add_command(cmd).ignore();
+            pipe.add_command(cmd);
         }
     }
     pipe

@@ -98,11 +98,21 @@ impl RedisSink {
         let mut pipe = pipeline(commands, true);
         pipe.cmd("EXISTS").arg(marker);
         let mut conn = self.conn.clone();
-        let (exists,): (bool,) = pipe
+        let context = "writing a group of transactions";
+        let mut replies: Vec<redis::Value> = pipe
             .query_async(&mut conn)
             .await
-            .map_err(|e| Error::redis("writing a group of transactions", e))?;
-        Ok(exists)
+            .map_err(|e| Error::redis(context, e))?;
+        // The last reply is the `EXISTS`; none at all is not a lost
+        // namespace, which would rebuild it, but an error.
+        let Some(exists) = replies.pop() else {
+            let empty = (
+                redis::ErrorKind::UnexpectedReturnType,
+                "EXEC returned no replies",
+            );
+            return Err(Error::redis(context, empty.into()));
+        };
+        redis::from_redis_value(exists).map_err(|e| Error::redis(context, e.into()))
     }
 
     /// The value of a string key.
