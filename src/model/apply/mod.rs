@@ -4,8 +4,9 @@
 //! Rules (see `redis-model.md`):
 //! - a `users` or `user_preferences` change rewrites the affected fields in
 //!   every live session of the user (`HSET`/`HDEL` + `EXPIREAT`): those whose
-//!   values differ from the state's row, so a change of columns the model
-//!   does not keep (`last_login_at`, say) writes nothing;
+//!   values differ from the row before the change, which the event carries,
+//!   so a change of columns the model does not keep (`last_login_at`, say)
+//!   writes nothing;
 //! - a `session_data` change sets or removes one `attr_*` field of a live
 //!   session, and creates nothing for an expired or unknown one;
 //! - a `user_sessions` change that only touches plain columns updates those
@@ -101,18 +102,26 @@ impl<V: StateView> Ctx<'_, '_, V> {
     fn upsert(&mut self, row: SourceRow, before: Option<SourceRow>) -> Result<()> {
         match (row, before) {
             (SourceRow::User(u), before) => {
-                if let Some(SourceRow::User(b)) = before.filter(|b| !same_user(b, u.user_id)) {
-                    self.unset_user(b.user_id)?;
-                }
-                self.upsert_user(u)
+                let old = match before {
+                    Some(SourceRow::User(b)) if b.user_id == u.user_id => Some(b),
+                    Some(SourceRow::User(b)) => {
+                        self.unset_user(b.user_id)?;
+                        None
+                    }
+                    _ => None,
+                };
+                self.upsert_user(u, old.as_ref())
             }
             (SourceRow::Preferences(p), before) => {
-                if let Some(SourceRow::Preferences(b)) = before {
-                    if b.user_id != p.user_id {
+                let old = match before {
+                    Some(SourceRow::Preferences(b)) if b.user_id == p.user_id => Some(b),
+                    Some(SourceRow::Preferences(b)) => {
                         self.delete_preferences(b.user_id)?;
+                        None
                     }
-                }
-                self.upsert_preferences(p)
+                    _ => None,
+                };
+                self.upsert_preferences(p, old.as_ref())
             }
             (SourceRow::Session(s), before) => {
                 if let Some(SourceRow::Session(b)) = before {
@@ -146,11 +155,12 @@ impl<V: StateView> Ctx<'_, '_, V> {
 
     // ---- users
 
-    /// Writes the fields that changed (none, when only `password_hash` or
-    /// `last_login_at` did) to the user's live sessions.
-    fn upsert_user(&mut self, user: User) -> Result<()> {
-        let old = self.view.user(user.user_id)?;
-        let fields = changed(user_fields(Some(&user)), user_fields(old.as_ref()));
+    /// Writes the fields that differ from `old`, the row before the change
+    /// as the event carries it (none, when only `password_hash` or
+    /// `last_login_at` changed), to the user's live sessions. Nothing is
+    /// read for it: the state holds that same row.
+    fn upsert_user(&mut self, user: User, old: Option<&User>) -> Result<()> {
+        let fields = changed(user_fields(Some(&user)), user_fields(old));
         let user_id = user.user_id;
         self.view.put_user(user);
         self.set_fields_of_live_sessions(user_id, &fields)
@@ -174,14 +184,10 @@ impl<V: StateView> Ctx<'_, '_, V> {
 
     // ---- preferences
 
-    /// Writes the fields that changed (none, when only `updated_at` did) to
-    /// the user's live sessions.
-    fn upsert_preferences(&mut self, prefs: Preferences) -> Result<()> {
-        let old = self.view.preferences(prefs.user_id)?;
-        let fields = changed(
-            preference_fields(Some(&prefs)),
-            preference_fields(old.as_ref()),
-        );
+    /// Writes the fields that differ from `old`, the row before the change
+    /// (none, when only `updated_at` changed), to the user's live sessions.
+    fn upsert_preferences(&mut self, prefs: Preferences, old: Option<&Preferences>) -> Result<()> {
+        let fields = changed(preference_fields(Some(&prefs)), preference_fields(old));
         let user_id = prefs.user_id;
         self.view.put_preferences(prefs);
         self.set_fields_of_live_sessions(user_id, &fields)
@@ -360,10 +366,6 @@ fn changed<const N: usize>(new: [Field; N], old: [Field; N]) -> Vec<Field> {
         .filter(|(new, old)| new.1 != old.1)
         .map(|(new, _)| new)
         .collect()
-}
-
-fn same_user(row: &SourceRow, user_id: i64) -> bool {
-    matches!(row, SourceRow::User(u) if u.user_id == user_id)
 }
 
 #[cfg(test)]
