@@ -121,8 +121,9 @@ impl<'a, V: StateView> Overlay<'a, V> {
     }
 
     /// Stores the session, moving its index entry when its user changed.
-    pub fn put_session(&mut self, session: Session) -> Result<()> {
-        if let Some(old) = self.session(&session.session_id)? {
+    /// `old`: the row it replaces, if any.
+    pub fn put_session(&mut self, session: Session, old: Option<&Session>) {
+        if let Some(old) = old {
             if old.user_id != session.user_id {
                 self.pending
                     .index
@@ -136,7 +137,6 @@ impl<'a, V: StateView> Overlay<'a, V> {
         self.pending
             .sessions
             .insert(session.session_id.clone(), Some(session));
-        Ok(())
     }
 
     /// Removes the session and its index entry (its attributes stay).

@@ -10,7 +10,8 @@
 //! - a `session_data` change sets or removes one `attr_*` field of a live
 //!   session, and creates nothing for an expired or unknown one;
 //! - a `user_sessions` change that only touches plain columns updates those
-//!   fields; one that changes liveness, expiry or user rewrites the whole
+//!   fields (compared, too, with the row before the change that the event
+//!   carries); one that changes liveness, expiry or user rewrites the whole
 //!   hash from the state (so an expired session extended into the future
 //!   comes back complete, attributes included); one to a session that was
 //!   and stays expired only deletes its key (a hash Redis has not expired
@@ -124,14 +125,17 @@ impl<V: StateView> Ctx<'_, '_, V> {
                 self.upsert_preferences(p, old.as_ref())
             }
             (SourceRow::Session(s), before) => {
-                if let Some(SourceRow::Session(b)) = before {
-                    if b.session_id != s.session_id {
+                let old = match before {
+                    Some(SourceRow::Session(b)) if b.session_id == s.session_id => Some(b),
+                    Some(SourceRow::Session(b)) => {
                         // A new primary key: the old session is gone, its
                         // attributes stay where MySQL keeps them.
                         self.remove_session(&b.session_id)?;
+                        None
                     }
-                }
-                self.upsert_session(s)
+                    _ => None,
+                };
+                self.upsert_session(s, old)
             }
             (SourceRow::Attribute(a), before) => {
                 if let Some(SourceRow::Attribute(b)) = before {
@@ -213,9 +217,11 @@ impl<V: StateView> Ctx<'_, '_, V> {
 
     // ---- sessions
 
-    fn upsert_session(&mut self, session: Session) -> Result<()> {
-        let old = self.view.session(&session.session_id)?;
-        self.view.put_session(session.clone())?;
+    /// `old`: the row before the change, as the event carries it; `None`
+    /// for an insert, or a row that took this new primary key. Nothing is
+    /// read for it: the state holds that same row.
+    fn upsert_session(&mut self, session: Session, old: Option<Session>) -> Result<()> {
+        self.view.put_session(session.clone(), old.as_ref());
         let was_live = old.as_ref().is_some_and(|o| o.is_live(self.now));
         match old {
             Some(old)
