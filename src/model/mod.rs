@@ -15,7 +15,7 @@ mod session;
 mod timestamp;
 pub mod view;
 
-pub use apply::{apply, finish_group, GroupOutput};
+pub use apply::{apply, finish_group, prefetch, GroupOutput};
 pub use change::{RowChange, SourceRow};
 pub use coalesce::coalesce;
 pub use command::Command;

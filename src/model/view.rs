@@ -14,6 +14,11 @@ pub trait StateView {
     fn user(&self, user_id: i64) -> Result<Option<User>>;
     fn preferences(&self, user_id: i64) -> Result<Option<Preferences>>;
     fn session(&self, session_id: &[u8]) -> Result<Option<Session>>;
+    /// Several sessions, in the order asked: a store may read them in one
+    /// batch, for less than a read each.
+    fn sessions(&self, session_ids: &[&[u8]]) -> Result<Vec<Option<Session>>> {
+        session_ids.iter().map(|id| self.session(id)).collect()
+    }
     /// The session's attributes, ordered by key.
     fn attributes(&self, session_id: &[u8]) -> Result<Vec<Attribute>>;
     /// The sessions whose `user_id` is this user, live or not, ordered by id.
@@ -95,6 +100,33 @@ impl<'a, V: StateView> Overlay<'a, V> {
             sessions: RefCell::default(),
             index: RefCell::default(),
         }
+    }
+
+    /// Reads from the base, in one batch, those of these sessions that no
+    /// layer holds and that are not read yet; later reads find them here.
+    pub fn prefetch_sessions<'k>(
+        &self,
+        session_ids: impl IntoIterator<Item = &'k [u8]>,
+    ) -> Result<()> {
+        let mut wanted: Vec<&[u8]> = {
+            let cached = self.sessions.borrow();
+            let layered = |id: &[u8]| {
+                let layers = self.below.into_iter().chain([&self.pending]);
+                layers.into_iter().any(|p| p.sessions.contains_key(id))
+            };
+            session_ids
+                .into_iter()
+                .filter(|id| !cached.contains_key(*id) && !layered(id))
+                .collect()
+        };
+        wanted.sort_unstable();
+        wanted.dedup();
+        let rows = self.base.sessions(&wanted)?;
+        let mut cached = self.sessions.borrow_mut();
+        for (id, row) in wanted.into_iter().zip(rows) {
+            cached.insert(id.to_vec(), row);
+        }
+        Ok(())
     }
 
     /// The row as the layers have it, top first; `None` when neither wrote it.

@@ -37,7 +37,7 @@ use writer::{GroupWriter, Written};
 use crate::app::Connected;
 use crate::error::{Error, Result};
 use crate::model::view::Pending;
-use crate::model::{apply, finish_group, Command, GroupOutput, Overlay, Timestamp};
+use crate::model::{apply, finish_group, prefetch, Command, GroupOutput, Overlay, Timestamp};
 use crate::position::BinlogPosition;
 use crate::snapshot;
 use crate::source::BinlogReader;
@@ -335,6 +335,7 @@ impl Replicator<'_> {
         let mut budget = Vec::with_capacity(pieces.len());
         let mut transactions = 0;
         let mut tally = RowTally::default();
+        prefetch(pieces.iter().flat_map(|b| &b.piece.changes), &overlay)?;
         for Budgeted { piece, rows } in pieces {
             transactions += u64::from(piece.ends_transaction && !piece.changes.is_empty());
             for change in piece.changes {

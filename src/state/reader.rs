@@ -115,6 +115,10 @@ impl StateView for StateReader<'_> {
         self.store.session(session_id)
     }
 
+    fn sessions(&self, session_ids: &[&[u8]]) -> Result<Vec<Option<Session>>> {
+        self.store.sessions(session_ids.iter().copied())
+    }
+
     fn attributes(&self, session_id: &[u8]) -> Result<Vec<Attribute>> {
         self.attributes
             .borrow_mut()

@@ -197,3 +197,34 @@ fn sessions_of_users_are_found_in_any_order() {
     drop(store);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn sessions_are_read_in_batches_in_the_order_asked() {
+    let (store, dir) = temp_store();
+    let mut batch = store.batch();
+    // More sessions than one batched read takes, every third one missing.
+    let count = MULTI_GET_BATCH * 2 + 7;
+    for n in (0..count).filter(|n| n % 3 != 0) {
+        batch.put_session(&session(&format!("s{n}"), n as i64));
+    }
+    store.write_unlogged(batch).unwrap();
+
+    let ids: Vec<String> = (0..count).rev().map(|n| format!("s{n}")).collect();
+    let found = store.sessions(ids.iter().map(|id| id.as_bytes())).unwrap();
+    assert_eq!(found.len(), count);
+    for (id, row) in ids.iter().zip(&found) {
+        let n: usize = id[1..].parse().unwrap();
+        match row {
+            Some(row) => assert_eq!(row.user_id, n as i64, "session {id}"),
+            None => assert_eq!(n % 3, 0, "session {id} is missing"),
+        }
+    }
+    // The same through the reader, which the group's prefetch uses.
+    let asked: Vec<&[u8]> = vec![b"s5", b"s3", b"s5", b"nope", b"s1"];
+    let rows = StateReader::new(&store).sessions(&asked).unwrap();
+    let users: Vec<Option<i64>> = rows.iter().map(|r| r.as_ref().map(|s| s.user_id)).collect();
+    assert_eq!(users, [Some(5), None, Some(5), None, Some(1)]);
+    store.persist().unwrap();
+    drop(store);
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -69,6 +69,29 @@ pub fn apply<V: StateView>(
     }
 }
 
+/// Reads in one batch the sessions that these changes' `session_data` rows
+/// belong to: each such change looks its session up (is it live, when does
+/// it expire?), and one batched read costs far less than one read each.
+/// Only a matter of speed: [`apply`] reads whatever was not prefetched.
+pub fn prefetch<'k, V: StateView>(
+    changes: impl IntoIterator<Item = &'k RowChange>,
+    view: &Overlay<'_, V>,
+) -> Result<()> {
+    let attribute = |row: &'k SourceRow| match row {
+        SourceRow::Attribute(a) => Some(&a.session_id[..]),
+        _ => None,
+    };
+    view.prefetch_sessions(changes.into_iter().flat_map(|change| {
+        let (first, second) = match change {
+            RowChange::Insert(row) | RowChange::Delete(row) => (row, None),
+            RowChange::Update { before, after } => (after, Some(before)),
+        };
+        attribute(first)
+            .into_iter()
+            .chain(second.and_then(attribute))
+    }))
+}
+
 /// Ends a group: rewrites the index of every user it touched, and merges
 /// the group's commands per key (see [`coalesce`]).
 pub fn finish_group<V: StateView>(
