@@ -229,10 +229,12 @@ impl<V: StateView> Ctx<'_, '_, V> {
         if fields.is_empty() {
             return Ok(());
         }
-        // The index knows each session's expiry: no session is read.
+        // Sorted once for all the user's sessions. The index knows each
+        // session's expiry: no session is read.
+        let writes = FieldWrites::of(fields);
         for session in self.view.sessions_of_user(user_id)? {
             if session.is_live(self.now) {
-                self.set_fields(&session, fields);
+                self.write_fields(&session, &writes);
             }
         }
         Ok(())
@@ -255,7 +257,7 @@ impl<V: StateView> Ctx<'_, '_, V> {
             {
                 // Plain columns only: update the fields that changed.
                 let fields = changed(session_fields(&session), session_fields(&old));
-                self.set_fields(&SessionRef::from(&session), &fields);
+                self.write_fields(&SessionRef::from(&session), &FieldWrites::of(&fields));
                 Ok(())
             }
             Some(old)
@@ -333,7 +335,8 @@ impl<V: StateView> Ctx<'_, '_, V> {
         let session = self.live_session(&attr.session_id)?;
         self.view.put_attribute(attr);
         if let Some(session) = session {
-            self.set_named(&SessionRef::from(&session), vec![(name, value)]);
+            let writes = FieldWrites::one(name, value);
+            self.write_fields(&SessionRef::from(&session), &writes);
         }
         Ok(())
     }
@@ -342,7 +345,8 @@ impl<V: StateView> Ctx<'_, '_, V> {
         self.view.delete_attribute(&attr.session_id, &attr.key);
         if let Some(session) = self.live_session(&attr.session_id)? {
             let (name, _) = attribute_field(attr);
-            self.set_named(&SessionRef::from(&session), vec![(name, None)]);
+            let writes = FieldWrites::one(name, None);
+            self.write_fields(&SessionRef::from(&session), &writes);
         }
         Ok(())
     }
@@ -356,33 +360,61 @@ impl<V: StateView> Ctx<'_, '_, V> {
             .filter(|s| s.is_live(self.now)))
     }
 
-    fn set_fields(&mut self, session: &SessionRef, fields: &[Field]) {
-        let named = fields
-            .iter()
-            .map(|(name, value)| (name.as_bytes().to_vec(), value.clone()))
-            .collect();
-        self.set_named(session, named);
-    }
-
-    /// `HSET` of the present values and `HDEL` of the absent ones on a live
+    /// `HDEL` of the absent fields and `HSET` of the present ones on a live
     /// session's hash, with its `EXPIREAT` after any `HSET`.
-    fn set_named(&mut self, session: &SessionRef, fields: Vec<(Bytes, Option<Bytes>)>) {
+    fn write_fields(&mut self, session: &SessionRef, writes: &FieldWrites) {
         let key = self.keys.session(&session.session_id);
-        let (set, unset): (Vec<_>, Vec<_>) = fields.into_iter().partition(|(_, v)| v.is_some());
-        if !unset.is_empty() {
+        if !writes.unset.is_empty() {
             self.out.commands.push(Command::HDel {
                 key: key.clone(),
-                fields: unset.into_iter().map(|(name, _)| name).collect(),
+                fields: writes.unset.clone(),
             });
         }
-        if !set.is_empty() {
+        if !writes.set.is_empty() {
             self.out.commands.push(Command::HSet {
                 key: key.clone(),
-                fields: set.into_iter().filter_map(|(n, v)| Some((n, v?))).collect(),
+                fields: writes.set.clone(),
             });
             if let Some(at) = session.expire_at_seconds() {
                 self.out.commands.push(Command::ExpireAt { key, at });
             }
+        }
+    }
+}
+
+/// Fields to write to session hashes, sorted once into values to set and
+/// fields to remove (a change of a user's row is written to each of the
+/// user's live sessions).
+struct FieldWrites {
+    set: Vec<(Bytes, Bytes)>,
+    unset: Vec<Bytes>,
+}
+
+impl FieldWrites {
+    fn of(fields: &[Field]) -> Self {
+        let mut writes = FieldWrites {
+            set: Vec::with_capacity(fields.len()),
+            unset: Vec::new(),
+        };
+        for (name, value) in fields {
+            writes.add(name.as_bytes().to_vec(), value.clone());
+        }
+        writes
+    }
+
+    fn one(name: Bytes, value: Option<Bytes>) -> Self {
+        let mut writes = FieldWrites {
+            set: Vec::new(),
+            unset: Vec::new(),
+        };
+        writes.add(name, value);
+        writes
+    }
+
+    fn add(&mut self, name: Bytes, value: Option<Bytes>) {
+        match value {
+            Some(value) => self.set.push((name, value)),
+            None => self.unset.push(name),
         }
     }
 }
