@@ -153,19 +153,26 @@ impl<'a, V: StateView> Overlay<'a, V> {
     }
 
     /// Stores the session, moving its index entry when its user changed.
-    /// `old`: the row it replaces, if any.
+    /// `old`: the row it replaces, if any. The index entry (the session's
+    /// expiry) is written only when it changes: most updates of a session
+    /// (its last activity, say) leave it as it is.
     pub fn put_session(&mut self, session: Session, old: Option<&Session>) {
-        if let Some(old) = old {
-            if old.user_id != session.user_id {
+        let index_changes = match old {
+            Some(old) if old.user_id != session.user_id => {
                 self.pending
                     .index
                     .insert((old.user_id, old.session_id.clone()), None);
+                true
             }
+            Some(old) => old.expires_at != session.expires_at,
+            None => true,
+        };
+        if index_changes {
+            self.pending.index.insert(
+                (session.user_id, session.session_id.clone()),
+                Some(SessionRef::from(&session)),
+            );
         }
-        self.pending.index.insert(
-            (session.user_id, session.session_id.clone()),
-            Some(SessionRef::from(&session)),
-        );
         self.pending
             .sessions
             .insert(session.session_id.clone(), Some(session));

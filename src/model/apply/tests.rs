@@ -12,7 +12,10 @@ struct Mem {
     prefs: BTreeMap<i64, Preferences>,
     sessions: BTreeMap<Bytes, Session>,
     attrs: BTreeMap<(Bytes, Bytes), Attribute>,
-    index: BTreeMap<(i64, Bytes), ()>,
+    /// As the store keeps it: each entry's expiry is written by the
+    /// changes, not derived here from the session rows, so a stale entry
+    /// shows in Redis.
+    index: BTreeMap<(i64, Bytes), SessionRef>,
 }
 
 impl StateView for Mem {
@@ -36,9 +39,9 @@ impl StateView for Mem {
     fn sessions_of_user(&self, id: i64) -> Result<Vec<SessionRef>> {
         Ok(self
             .index
-            .keys()
-            .filter(|(u, _)| *u == id)
-            .map(|(_, s)| SessionRef::from(&self.sessions[s]))
+            .iter()
+            .filter(|((u, _), _)| *u == id)
+            .map(|(_, entry)| entry.clone())
             .collect())
     }
 }
@@ -71,7 +74,7 @@ impl Mem {
         }
         for (k, entry) in p.index {
             match entry {
-                Some(_) => self.index.insert(k, ()),
+                Some(entry) => self.index.insert(k, entry),
                 None => self.index.remove(&k),
             };
         }
@@ -421,6 +424,43 @@ fn an_update_of_an_expired_session_reads_and_rewrites_nothing(mut w: World) {
     // Still expired, same user: no hash, and the index is left as it is.
     let cmds = w.group(vec![upd(session("gone", 1, -10), touched)]);
     assert_eq!(cmds, [Command::Del(w.keys.session(b"gone"))]);
+}
+
+#[test]
+fn the_index_entry_is_written_only_when_the_session_moves_or_its_expiry_changes() {
+    let mut state = Mem::default();
+    let keys = Keys::new("p:");
+    let written = |state: &Mem, change: RowChange| {
+        let mut overlay = Overlay::new(state);
+        apply(
+            change,
+            &mut overlay,
+            &keys,
+            now(),
+            &mut GroupOutput::default(),
+        )
+        .unwrap();
+        overlay.pending
+    };
+    let pending = written(&state, Insert(session("s", 1, 600)));
+    assert_eq!(pending.index.len(), 1);
+    state.commit(pending);
+
+    let mut active = session("s", 1, 600);
+    if let SourceRow::Session(s) = &mut active {
+        s.last_activity_at = Some(now());
+    }
+    let pending = written(&state, upd(session("s", 1, 600), active));
+    assert!(pending.index.is_empty(), "{:?}", pending.index);
+
+    let pending = written(&state, upd(session("s", 1, 600), session("s", 1, 900)));
+    assert_eq!(pending.index.len(), 1);
+    let pending = written(&state, upd(session("s", 1, 600), session("s", 2, 600)));
+    assert_eq!(
+        pending.index.len(),
+        2,
+        "removed from user 1, added to user 2"
+    );
 }
 
 fn users_and_preferences_write_only_the_fields_that_changed(mut w: World) {
