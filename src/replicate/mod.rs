@@ -122,7 +122,12 @@ pub async fn stream(
         replicator.checkpoint.committed_at,
     );
     replicator.ensure_namespace().await?;
-    replicator.run().await
+    replicator.run().await?;
+    // A clean stop writes the state's memtables to its files: the next
+    // start then replays no write-ahead log into memtables (8% of the
+    // replicator's instructions in a W2 run of 100k row events), and the
+    // last commits no longer wait in an unsynced log.
+    state.persist()
 }
 
 struct Replicator<'a> {
