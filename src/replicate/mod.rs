@@ -9,7 +9,8 @@
 //!
 //! Two groups overlap: while Redis executes one (in a task of its own), the
 //! loop builds the next over the state with the first one's writes laid on
-//! top. Writes to Redis and commits stay strictly in order: a group is
+//! top, and encodes its transaction, so that Redis waits for as little as
+//! possible between the two. Writes to Redis and commits stay strictly in order: a group is
 //! written only after the one before it was acknowledged and committed.
 //!
 //! Lifecycle of the stream, as [`Phase`]: connecting to the binlog,
@@ -32,7 +33,7 @@ use tokio_util::sync::CancellationToken;
 use catch_up::CatchUpLog;
 use read::{read_pieces, AbortOnDrop, Budgeted};
 use retry::{Backoff, Incident};
-use writer::{GroupWriter, Written};
+use writer::{GroupWrite, GroupWriter, Written};
 
 use crate::app::Connected;
 use crate::error::{Error, Result};
@@ -98,12 +99,7 @@ pub async fn stream(
         true => Some(c.source.current_position().await?),
         false => None,
     };
-    let writer = GroupWriter::new(
-        c.sink.clone(),
-        c.keys.marker(),
-        health.clone(),
-        shutdown.clone(),
-    );
+    let writer = GroupWriter::new(c.sink.clone(), health.clone(), shutdown.clone());
     let mut replicator = Replicator {
         c,
         state,
@@ -273,13 +269,14 @@ impl Replicator<'_> {
             incident.recovered();
             backoff.reset();
             let (pieces, deferred) = self.gather(first, rx).await;
-            // Built while the group before is still in flight...
+            // Built and encoded while the group before is still in flight...
             let (group, commands) = self.prepare(pieces)?;
+            let write = GroupWrite::encode(commands, &self.c.keys.marker());
             // ...which must be committed before this one is written.
             if !self.settle().await? || self.caught_up() {
                 return Ok(());
             }
-            self.launch(group, commands);
+            self.launch(group, write);
             if let Some(e) = deferred {
                 return Err(e);
             }
@@ -365,15 +362,15 @@ impl Replicator<'_> {
 
     /// Starts writing a group, or, when it changes nothing, only reports the
     /// lag it shows.
-    fn launch(&mut self, group: Group, commands: Vec<Command>) {
+    fn launch(&mut self, group: Group, write: GroupWrite) {
         let moved = group.checkpoint.position != self.checkpoint.position
             || group.checkpoint.skip_rows != self.checkpoint.skip_rows;
-        if commands.is_empty() && !moved {
+        if write.is_empty() && !moved {
             self.report_lag(group.timestamp, group.heartbeat, group.rows);
             return;
         }
         let writer = self.writer.take().expect("no group is in flight");
-        let task = writer.spawn(commands, self.checkpoint.position.clone());
+        let task = writer.spawn(write, self.checkpoint.position.clone());
         let pending = group.pending.clone();
         let batch = tokio::task::spawn_blocking(move || StateBatch::from_pending(&pending));
         self.in_flight = Some(InFlight { group, task, batch });

@@ -6,18 +6,44 @@ use std::sync::Arc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use redis::Pipeline;
+
 use super::retry::{Backoff, Incident};
 use crate::error::Result;
-use crate::model::{Bytes, Command};
+use crate::model::Command;
 use crate::position::BinlogPosition;
-use crate::sink::RedisSink;
+use crate::sink::{checked_transaction, RedisSink};
 use crate::telemetry::{self, CommandTally, Health};
+
+/// A group's commands encoded as the one `MULTI`/`EXEC` that writes them.
+/// Encoded by the loop while Redis still executes the group before, so that
+/// Redis does not wait for it.
+pub struct GroupWrite {
+    transaction: Pipeline,
+    tally: CommandTally,
+    /// Kept to be freed by the write task, away from the loop.
+    commands: Vec<Command>,
+}
+
+impl GroupWrite {
+    /// `marker`: the namespace's marker key, checked inside the transaction.
+    pub fn encode(commands: Vec<Command>, marker: &[u8]) -> Self {
+        GroupWrite {
+            transaction: checked_transaction(&commands, marker),
+            tally: CommandTally::of(&commands),
+            commands,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.commands.is_empty()
+    }
+}
 
 /// Writes groups as one `MULTI`/`EXEC` each, retrying with backoff while
 /// Redis is unreachable, until shutdown.
 pub struct GroupWriter {
     sink: RedisSink,
-    marker: Bytes,
     health: Arc<Health>,
     incident: Incident,
     shutdown: CancellationToken,
@@ -33,33 +59,24 @@ pub struct Written {
 }
 
 impl GroupWriter {
-    pub fn new(
-        sink: RedisSink,
-        marker: Bytes,
-        health: Arc<Health>,
-        shutdown: CancellationToken,
-    ) -> Self {
+    pub fn new(sink: RedisSink, health: Arc<Health>, shutdown: CancellationToken) -> Self {
         GroupWriter {
             sink,
-            marker,
             health,
             incident: Incident::new("Redis"),
             shutdown,
         }
     }
 
-    /// Writes `commands` in a task (which also frees them, away from the
-    /// loop); `committed` is named in the log while Redis is unreachable.
-    pub fn spawn(
-        mut self,
-        commands: Vec<Command>,
-        committed: BinlogPosition,
-    ) -> JoinHandle<Written> {
+    /// Writes the group in a task (which also frees its commands, away
+    /// from the loop); `committed` is named in the log while Redis is
+    /// unreachable.
+    pub fn spawn(mut self, write: GroupWrite, committed: BinlogPosition) -> JoinHandle<Written> {
         tokio::spawn(async move {
-            let outcome = self.write(&commands, &committed).await;
+            let outcome = self.write(&write.transaction, &committed).await;
             Written {
                 writer: self,
-                commands: CommandTally::of(&commands),
+                commands: write.tally,
                 outcome,
             }
         })
@@ -67,12 +84,12 @@ impl GroupWriter {
 
     async fn write(
         &mut self,
-        commands: &[Command],
+        transaction: &Pipeline,
         committed: &BinlogPosition,
     ) -> Result<Option<bool>> {
         let mut backoff = Backoff::new();
         loop {
-            match self.sink.write_checked(commands, &self.marker).await {
+            match self.sink.exec_checked(transaction).await {
                 Ok(present) => {
                     if self.incident.recovered() {
                         telemetry::reconnect("redis");

@@ -23,6 +23,15 @@ pub fn pipeline(commands: &[Command], atomic: bool) -> Pipeline {
     pipe
 }
 
+/// `commands` as one `MULTI`/`EXEC` that ends with `EXISTS marker`: whether
+/// the namespace's marker key exists, seen from inside the transaction that
+/// writes (see [`super::RedisSink::exec_checked`]).
+pub fn checked_transaction(commands: &[Command], marker: &[u8]) -> Pipeline {
+    let mut pipe = pipeline(commands, true);
+    pipe.cmd("EXISTS").arg(marker);
+    pipe
+}
+
 /// The Redis command of one model command; `None` for one with nothing to
 /// write (an `HSET`, `HDEL` or `ZADD` without fields).
 fn encode(command: &Command) -> Option<Cmd> {

@@ -12,9 +12,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::Client;
+use redis::{Client, Pipeline};
 
-pub use encode::pipeline;
+pub use encode::{checked_transaction, pipeline};
 
 use crate::config::redact_url;
 use crate::error::{Error, Result};
@@ -95,8 +95,14 @@ impl RedisSink {
     /// does not, Redis lost the namespace (a restart without persistence, a
     /// flush) and it must be rebuilt.
     pub async fn write_checked(&self, commands: &[Command], marker: &[u8]) -> Result<bool> {
-        let mut pipe = pipeline(commands, true);
-        pipe.cmd("EXISTS").arg(marker);
+        self.exec_checked(&checked_transaction(commands, marker))
+            .await
+    }
+
+    /// Runs a transaction made by [`checked_transaction`] (encoded ahead,
+    /// while Redis was busy with the one before) and reports whether the
+    /// namespace's marker key exists.
+    pub async fn exec_checked(&self, pipe: &Pipeline) -> Result<bool> {
         let mut conn = self.conn.clone();
         let context = "writing a group of transactions";
         let mut replies: Vec<redis::Value> = pipe
