@@ -10,8 +10,9 @@
 //! Two groups overlap: while Redis executes one (in a task of its own), the
 //! loop builds the next over the state with the first one's writes laid on
 //! top, and encodes its transaction, so that Redis waits for as little as
-//! possible between the two. Writes to Redis and commits stay strictly in order: a group is
-//! written only after the one before it was acknowledged and committed.
+//! possible between the two. Writes to Redis and commits stay strictly in
+//! order: a group is written only after the one before it was acknowledged
+//! and committed.
 //!
 //! Lifecycle of the stream, as [`Phase`]: connecting to the binlog,
 //! streaming, waiting out an outage; it ends when caught up (with
