@@ -152,8 +152,18 @@ async fn redis_restarted_without_persistence_is_rebuilt() {
     rename_watched(
         &db,
         "after-restart",
+        "the rename to reach Redis",
+        Duration::from_secs(30),
+    )
+    .await;
+    // The group that carries the rename finds the marker gone and is
+    // followed by the rebuild: the renamed field alone shows before it.
+    db.wait_for(
         "the namespace to be rebuilt",
         Duration::from_secs(30),
+        || async {
+            std::fs::read_to_string(&log).is_ok_and(|text| text.contains("namespace rebuilt"))
+        },
     )
     .await;
     let text = stop_and_verify(&db, child, &log).await;
