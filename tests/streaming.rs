@@ -429,3 +429,17 @@ async fn a_checkpoint_in_a_purged_binlog_is_a_clear_error_or_a_resnapshot() {
     assert_eq!(field(&db.session("s3").await, "username"), Some("fresh"));
     db.assert_verified().await;
 }
+
+#[tokio::test]
+async fn a_clean_stop_leaves_no_write_ahead_log_to_replay() {
+    let db = streaming_db("stream_clean_stop").await;
+    change(&db, "UPDATE users SET email = 'stop@x' WHERE user_id = 2").await;
+    // RocksDB's write-ahead logs are its `*.log` files (its own log is `LOG`).
+    let unflushed: Vec<_> = std::fs::read_dir(&db.state_dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "log"))
+        .filter(|path| std::fs::metadata(path).unwrap().len() > 0)
+        .collect();
+    assert!(unflushed.is_empty(), "write-ahead logs left: {unflushed:?}");
+}

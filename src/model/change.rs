@@ -18,3 +18,19 @@ pub enum RowChange {
     Update { before: SourceRow, after: SourceRow },
     Delete(SourceRow),
 }
+
+impl SourceRow {
+    /// Whether `other` is the same row of the same table: the same primary
+    /// key (an update may change it).
+    pub fn same_row(&self, other: &SourceRow) -> bool {
+        match (self, other) {
+            (SourceRow::User(a), SourceRow::User(b)) => a.user_id == b.user_id,
+            (SourceRow::Preferences(a), SourceRow::Preferences(b)) => a.user_id == b.user_id,
+            (SourceRow::Session(a), SourceRow::Session(b)) => a.session_id == b.session_id,
+            (SourceRow::Attribute(a), SourceRow::Attribute(b)) => {
+                a.session_id == b.session_id && a.key == b.key
+            }
+            _ => false,
+        }
+    }
+}

@@ -168,8 +168,7 @@ impl StateStore {
         let mut wanted: Vec<(usize, Vec<u8>)> =
             ids.into_iter().map(keys::session).enumerate().collect();
         wanted.sort_unstable_by(|a, b| a.1.cmp(&b.1));
-        let mut out = Vec::with_capacity(wanted.len());
-        out.resize_with(wanted.len(), || None);
+        let mut out: Vec<Option<Session>> = vec![None; wanted.len()];
         // In batches: each value found pins its block in the cache until
         // it is decoded.
         for batch in wanted.chunks(MULTI_GET_BATCH) {

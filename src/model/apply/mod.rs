@@ -123,51 +123,41 @@ struct Ctx<'c, 'a, V> {
 }
 
 impl<V: StateView> Ctx<'_, '_, V> {
+    /// `before`: the row before the change, as the event carries it. An
+    /// update that changes the primary key first removes the row under the
+    /// old key; then `row` is written as new.
     fn upsert(&mut self, row: SourceRow, before: Option<SourceRow>) -> Result<()> {
-        match (row, before) {
-            (SourceRow::User(u), before) => {
-                let old = match before {
-                    Some(SourceRow::User(b)) if b.user_id == u.user_id => Some(b),
-                    Some(SourceRow::User(b)) => {
-                        self.unset_user(b.user_id)?;
-                        None
-                    }
-                    _ => None,
-                };
-                self.upsert_user(u, old.as_ref())
+        let old = match before {
+            Some(before) if before.same_row(&row) => Some(before),
+            Some(before) => {
+                self.vacate(before)?;
+                None
             }
-            (SourceRow::Preferences(p), before) => {
-                let old = match before {
-                    Some(SourceRow::Preferences(b)) if b.user_id == p.user_id => Some(b),
-                    Some(SourceRow::Preferences(b)) => {
-                        self.delete_preferences(b.user_id)?;
-                        None
-                    }
-                    _ => None,
-                };
-                self.upsert_preferences(p, old.as_ref())
+            None => None,
+        };
+        match (row, old) {
+            (SourceRow::User(u), Some(SourceRow::User(b))) => self.upsert_user(u, Some(&b)),
+            (SourceRow::User(u), _) => self.upsert_user(u, None),
+            (SourceRow::Preferences(p), Some(SourceRow::Preferences(b))) => {
+                self.upsert_preferences(p, Some(&b))
             }
-            (SourceRow::Session(s), before) => {
-                let old = match before {
-                    Some(SourceRow::Session(b)) if b.session_id == s.session_id => Some(b),
-                    Some(SourceRow::Session(b)) => {
-                        // A new primary key: the old session is gone, its
-                        // attributes stay where MySQL keeps them.
-                        self.remove_session(&b.session_id)?;
-                        None
-                    }
-                    _ => None,
-                };
-                self.upsert_session(s, old)
-            }
-            (SourceRow::Attribute(a), before) => {
-                if let Some(SourceRow::Attribute(b)) = before {
-                    if b.session_id != a.session_id || b.key != a.key {
-                        self.delete_attribute(&b)?;
-                    }
-                }
-                self.upsert_attribute(a)
-            }
+            (SourceRow::Preferences(p), _) => self.upsert_preferences(p, None),
+            (SourceRow::Session(s), Some(SourceRow::Session(b))) => self.upsert_session(s, Some(b)),
+            (SourceRow::Session(s), _) => self.upsert_session(s, None),
+            (SourceRow::Attribute(a), _) => self.upsert_attribute(a),
+        }
+    }
+
+    /// The row under a primary key that an update changed is gone, without
+    /// MySQL's cascade (its dependent rows keep the old key): a user's
+    /// sessions lose its fields, a session's attributes stay where MySQL
+    /// keeps them.
+    fn vacate(&mut self, row: SourceRow) -> Result<()> {
+        match row {
+            SourceRow::User(u) => self.unset_user(u.user_id),
+            SourceRow::Preferences(p) => self.delete_preferences(p.user_id),
+            SourceRow::Session(s) => self.remove_session(&s.session_id),
+            SourceRow::Attribute(a) => self.delete_attribute(&a),
         }
     }
 
@@ -234,7 +224,7 @@ impl<V: StateView> Ctx<'_, '_, V> {
         let writes = FieldWrites::of(fields);
         for session in self.view.sessions_of_user(user_id)? {
             if session.is_live(self.now) {
-                self.write_fields(&session, &writes);
+                self.write_fields(&session, writes.clone());
             }
         }
         Ok(())
@@ -257,7 +247,7 @@ impl<V: StateView> Ctx<'_, '_, V> {
             {
                 // Plain columns only: update the fields that changed.
                 let fields = changed(session_fields(&session), session_fields(&old));
-                self.write_fields(&SessionRef::from(&session), &FieldWrites::of(&fields));
+                self.write_fields(&SessionRef::from(&session), FieldWrites::of(&fields));
                 Ok(())
             }
             Some(old)
@@ -336,7 +326,7 @@ impl<V: StateView> Ctx<'_, '_, V> {
         self.view.put_attribute(attr);
         if let Some(session) = session {
             let writes = FieldWrites::one(name, value);
-            self.write_fields(&SessionRef::from(&session), &writes);
+            self.write_fields(&SessionRef::from(&session), writes);
         }
         Ok(())
     }
@@ -346,7 +336,7 @@ impl<V: StateView> Ctx<'_, '_, V> {
         if let Some(session) = self.live_session(&attr.session_id)? {
             let (name, _) = attribute_field(attr);
             let writes = FieldWrites::one(name, None);
-            self.write_fields(&SessionRef::from(&session), &writes);
+            self.write_fields(&SessionRef::from(&session), writes);
         }
         Ok(())
     }
@@ -362,18 +352,18 @@ impl<V: StateView> Ctx<'_, '_, V> {
 
     /// `HDEL` of the absent fields and `HSET` of the present ones on a live
     /// session's hash, with its `EXPIREAT` after any `HSET`.
-    fn write_fields(&mut self, session: &SessionRef, writes: &FieldWrites) {
+    fn write_fields(&mut self, session: &SessionRef, writes: FieldWrites) {
         let key = self.keys.session(&session.session_id);
         if !writes.unset.is_empty() {
             self.out.commands.push(Command::HDel {
                 key: key.clone(),
-                fields: writes.unset.clone(),
+                fields: writes.unset,
             });
         }
         if !writes.set.is_empty() {
             self.out.commands.push(Command::HSet {
                 key: key.clone(),
-                fields: writes.set.clone(),
+                fields: writes.set,
             });
             if let Some(at) = session.expire_at_seconds() {
                 self.out.commands.push(Command::ExpireAt { key, at });
@@ -384,7 +374,8 @@ impl<V: StateView> Ctx<'_, '_, V> {
 
 /// Fields to write to session hashes, sorted once into values to set and
 /// fields to remove (a change of a user's row is written to each of the
-/// user's live sessions).
+/// user's live sessions, each getting a copy).
+#[derive(Clone)]
 struct FieldWrites {
     set: Vec<(Bytes, Bytes)>,
     unset: Vec<Bytes>,
