@@ -268,34 +268,49 @@ fn resp(c: &mut Criterion) {
     g.finish();
 }
 
-/// A group as a bulk user update and a bulk preference update make it: two
-/// field writes to each of 8,000 session hashes, each with its `EXPIREAT`.
+/// Merging a group's commands: as a bulk user update and a bulk preference
+/// update make it (two field writes to each of 8,000 session hashes, each
+/// with its `EXPIREAT`), and as most streaming groups are (each hash
+/// written once).
 fn coalescing(c: &mut Criterion) {
     let keys = Keys::new("app:");
-    let commands: Vec<Command> = ["email", "theme"]
-        .iter()
-        .flat_map(|field| {
-            let keys = &keys;
-            (0..8_000).flat_map(move |i| {
-                let key = keys.session(format!("{i:032x}").as_bytes());
-                [
-                    Command::HSet {
-                        key: key.clone(),
-                        fields: vec![(field.as_bytes().to_vec(), b"value".to_vec())],
-                    },
-                    Command::ExpireAt {
-                        key,
-                        at: NOW + 3600,
-                    },
-                ]
+    let writes = |fields: &[&str], hashes: usize| -> Vec<Command> {
+        let keys = &keys;
+        fields
+            .iter()
+            .flat_map(|field| {
+                (0..hashes).flat_map(move |i| {
+                    let key = keys.session(format!("{i:032x}").as_bytes());
+                    [
+                        Command::HSet {
+                            key: key.clone(),
+                            fields: vec![(field.as_bytes().to_vec(), b"value".to_vec())],
+                        },
+                        Command::ExpireAt {
+                            key,
+                            at: NOW + 3600,
+                        },
+                    ]
+                })
             })
-        })
-        .collect();
+            .collect()
+    };
     let mut g = c.benchmark_group("coalesce");
-    g.throughput(Throughput::Elements(commands.len() as u64));
-    g.bench_function("32,000 commands on 8,000 hashes", |b| {
-        b.iter_batched(|| commands.clone(), coalesce, BatchSize::LargeInput)
-    });
+    for (name, commands) in [
+        (
+            "32,000 commands on 8,000 hashes",
+            writes(&["email", "theme"], 8_000),
+        ),
+        (
+            "32,000 commands on 16,000 hashes, each written once",
+            writes(&["email"], 16_000),
+        ),
+    ] {
+        g.throughput(Throughput::Elements(commands.len() as u64));
+        g.bench_function(name, |b| {
+            b.iter_batched(|| commands.clone(), coalesce, BatchSize::LargeInput)
+        });
+    }
     g.finish();
 }
 

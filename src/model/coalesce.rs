@@ -19,7 +19,7 @@
 use std::hash::BuildHasher;
 
 use hashbrown::hash_table::Entry;
-use hashbrown::{DefaultHashBuilder, HashMap, HashSet, HashTable};
+use hashbrown::{DefaultHashBuilder, HashTable};
 
 use super::command::Op;
 use super::{Bytes, Command};
@@ -30,14 +30,30 @@ struct Net {
     key: Bytes,
     /// The key is deleted first.
     del: bool,
-    /// Hash fields, in first-write order: `Some` set, `None` removed.
+    fields: Fields,
+    zset: Vec<(i64, Bytes)>,
+    set: Option<Bytes>,
+    expire_at: Option<i64>,
+}
+
+/// The hash fields a key's commands write.
+#[derive(Debug, Default)]
+enum Fields {
+    #[default]
+    None,
+    /// One `HSET` and nothing else that writes fields: the common case (a
+    /// session written once in its group), passed on as it came.
+    One(Vec<(Bytes, Bytes)>),
+    Merged(Merged),
+}
+
+/// Field writes merged, in first-write order: `Some` set, `None` removed.
+#[derive(Debug, Default)]
+struct Merged {
     fields: Vec<(Bytes, Option<Bytes>)>,
     /// Where each field is in `fields`, once there are many (a transaction
     /// may write thousands of attributes to one session).
     positions: Option<HashTable<usize>>,
-    zset: Vec<(i64, Bytes)>,
-    set: Option<Bytes>,
-    expire_at: Option<i64>,
 }
 
 impl Net {
@@ -45,8 +61,7 @@ impl Net {
         Net {
             key,
             del: false,
-            fields: Vec::new(),
-            positions: None,
+            fields: Fields::None,
             zset: Vec::new(),
             set: None,
             expire_at: None,
@@ -56,8 +71,7 @@ impl Net {
     /// Everything before a `DEL` (or a `SET`, which replaces the key) is moot.
     fn reset(&mut self) {
         self.del = true;
-        self.fields.clear();
-        self.positions = None;
+        self.fields = Fields::None;
         self.zset.clear();
         self.set = None;
         self.expire_at = None;
@@ -66,8 +80,11 @@ impl Net {
     fn apply(&mut self, op: Op, hasher: &DefaultHashBuilder) {
         match op {
             Op::Del => self.reset(),
-            Op::HSet(fields) => self.hset(fields, hasher),
-            Op::HDel(fields) => self.hdel(fields, hasher),
+            Op::HSet(fields) => match &mut self.fields {
+                slot @ Fields::None => *slot = Fields::One(fields),
+                _ => self.write_fields(fields.into_iter().map(|(f, v)| (f, Some(v))), hasher),
+            },
+            Op::HDel(fields) => self.write_fields(fields.into_iter().map(|f| (f, None)), hasher),
             Op::ZAdd(members) => self.zset.extend(members),
             Op::Set(value) => {
                 self.reset();
@@ -77,45 +94,33 @@ impl Net {
         }
     }
 
-    fn hset(&mut self, fields: Vec<(Bytes, Bytes)>, hasher: &DefaultHashBuilder) {
-        for (field, value) in fields {
-            self.write_field(field, Some(value), hasher);
+    fn write_fields(
+        &mut self,
+        writes: impl Iterator<Item = (Bytes, Option<Bytes>)>,
+        hasher: &DefaultHashBuilder,
+    ) {
+        let merged = self.merged(hasher);
+        for (field, value) in writes {
+            merged.write(field, value, hasher);
         }
     }
 
-    fn hdel(&mut self, fields: Vec<Bytes>, hasher: &DefaultHashBuilder) {
-        for field in fields {
-            self.write_field(field, None, hasher);
-        }
-    }
-
-    /// `hasher`: the same for every call (the default one is seeded anew
-    /// for each instance).
-    fn write_field(&mut self, field: Bytes, value: Option<Bytes>, hasher: &DefaultHashBuilder) {
-        const FEW: usize = 16;
-        let found = match &mut self.positions {
-            None if self.fields.len() < FEW => self.fields.iter().position(|(f, _)| *f == field),
-            positions => {
-                let fields = &self.fields;
-                let rehash = |&i: &usize| hasher.hash_one(&fields[i].0);
-                let table = positions.get_or_insert_with(|| {
-                    let mut table = HashTable::with_capacity(FEW * 2);
-                    for i in 0..fields.len() {
-                        table.insert_unique(rehash(&i), i, rehash);
-                    }
-                    table
-                });
-                let hash = hasher.hash_one(&field);
-                let found = table.find(hash, |&i| fields[i].0 == field).copied();
-                if found.is_none() {
-                    table.insert_unique(hash, fields.len(), rehash);
+    /// The fields in merged form, converted on the first write that needs it.
+    fn merged(&mut self, hasher: &DefaultHashBuilder) -> &mut Merged {
+        if !matches!(self.fields, Fields::Merged(_)) {
+            let mut merged = Merged::default();
+            if let Fields::One(set) = std::mem::take(&mut self.fields) {
+                // Written one by one, in case the one `HSET` named a field twice.
+                merged.fields.reserve(set.len());
+                for (field, value) in set {
+                    merged.write(field, Some(value), hasher);
                 }
-                found
             }
-        };
-        match found {
-            Some(i) => self.fields[i].1 = value,
-            None => self.fields.push((field, value)),
+            self.fields = Fields::Merged(merged);
+        }
+        match &mut self.fields {
+            Fields::Merged(merged) => merged,
+            _ => unreachable!("converted above"),
         }
     }
 
@@ -124,20 +129,35 @@ impl Net {
         if self.del {
             out.push(Command::Del(key.clone()));
         }
-        let (set, unset): (Vec<_>, Vec<_>) =
-            self.fields.into_iter().partition(|(_, v)| v.is_some());
-        // After a DEL there is nothing to remove.
-        if !unset.is_empty() && !self.del {
-            out.push(Command::HDel {
+        match self.fields {
+            Fields::None => {}
+            Fields::One(fields) => out.push(Command::HSet {
                 key: key.clone(),
-                fields: unset.into_iter().map(|(f, _)| f).collect(),
-            });
-        }
-        if !set.is_empty() {
-            out.push(Command::HSet {
-                key: key.clone(),
-                fields: set.into_iter().filter_map(|(f, v)| Some((f, v?))).collect(),
-            });
+                fields,
+            }),
+            Fields::Merged(Merged { fields, .. }) => {
+                let mut set = Vec::with_capacity(fields.len());
+                let mut unset = Vec::new();
+                for (field, value) in fields {
+                    match value {
+                        Some(value) => set.push((field, value)),
+                        None => unset.push(field),
+                    }
+                }
+                // After a DEL there is nothing to remove.
+                if !unset.is_empty() && !self.del {
+                    out.push(Command::HDel {
+                        key: key.clone(),
+                        fields: unset,
+                    });
+                }
+                if !set.is_empty() {
+                    out.push(Command::HSet {
+                        key: key.clone(),
+                        fields: set,
+                    });
+                }
+            }
         }
         if !self.zset.is_empty() {
             out.push(Command::ZAdd {
@@ -157,62 +177,111 @@ impl Net {
     }
 }
 
+impl Merged {
+    /// Sets (`Some`) or removes (`None`) one field. `hasher`: the same for
+    /// every call (the default one is seeded anew for each instance).
+    fn write(&mut self, field: Bytes, value: Option<Bytes>, hasher: &DefaultHashBuilder) {
+        const FEW: usize = 16;
+        let fields = &mut self.fields;
+        let found = match &mut self.positions {
+            None if fields.len() < FEW => fields.iter().position(|(f, _)| *f == field),
+            positions => {
+                let rehash =
+                    |fields: &[(Bytes, Option<Bytes>)], i: usize| hasher.hash_one(&fields[i].0);
+                let table = positions.get_or_insert_with(|| {
+                    let mut table = HashTable::with_capacity(FEW * 2);
+                    for i in 0..fields.len() {
+                        table.insert_unique(rehash(fields, i), i, |&j| rehash(fields, j));
+                    }
+                    table
+                });
+                let hash = hasher.hash_one(&field);
+                let found = table.find(hash, |&i| fields[i].0 == field).copied();
+                if found.is_none() {
+                    table.insert_unique(hash, fields.len(), |&j| rehash(fields, j));
+                }
+                found
+            }
+        };
+        match found {
+            Some(i) => fields[i].1 = value,
+            None => fields.push((field, value)),
+        }
+    }
+}
+
+/// What the first pass over a group learns of one key.
+struct Slot {
+    /// The index of the key's first command.
+    first: usize,
+    /// Its `EXPIREAT` value since its last `DEL` or `SET`.
+    expire_at: Option<i64>,
+    /// Two different `EXPIREAT` values with no `DEL` between them: the key's
+    /// commands are passed through as they came.
+    expiry_changes: bool,
+}
+
 /// The commands with the same net effect inside one `MULTI`/`EXEC`: at most
 /// one of each kind per key.
+///
+/// Two passes: the first finds each command's key (each key hashed once)
+/// and the keys whose expiry changes; the second moves the commands into
+/// their key's net effect, with no lookup and no key copied.
 pub fn coalesce(commands: Vec<Command>) -> Vec<Command> {
-    let unmerged = keys_with_changing_expiry(&commands);
-    let mut nets: Vec<Net> = Vec::with_capacity(commands.len() / 2);
-    let mut passed = Vec::new();
-    // Each key's entry in `nets`, found by the key's hash: no key is copied.
     let hasher = DefaultHashBuilder::default();
-    let mut index: HashTable<usize> = HashTable::with_capacity(commands.len() / 2);
-    for command in commands {
-        if !unmerged.is_empty() && unmerged.contains(command.key()) {
-            passed.push(command);
-            continue;
-        }
-        let (key, op) = command.into_parts();
-        let hash = hasher.hash_one(&key);
-        let i = match index.entry(
-            hash,
-            |&i| nets[i].key == key,
-            |&i| hasher.hash_one(&nets[i].key),
+    let mut slots: Vec<Slot> = Vec::with_capacity(commands.len() / 2);
+    let mut slot_of: Vec<u32> = Vec::with_capacity(commands.len());
+    let mut index: HashTable<u32> = HashTable::with_capacity(commands.len() / 2);
+    for (i, command) in commands.iter().enumerate() {
+        let key = command.key();
+        let s = match index.entry(
+            hasher.hash_one(key),
+            |&s| commands[slots[s as usize].first].key() == key,
+            |&s| hasher.hash_one(commands[slots[s as usize].first].key()),
         ) {
             Entry::Occupied(entry) => *entry.get(),
             Entry::Vacant(entry) => {
-                entry.insert(nets.len());
-                nets.push(Net::new(key));
-                nets.len() - 1
+                let s = slots.len() as u32;
+                entry.insert(s);
+                slots.push(Slot {
+                    first: i,
+                    expire_at: None,
+                    expiry_changes: false,
+                });
+                s
             }
         };
-        nets[i].apply(op, &hasher);
-    }
-    let mut out = Vec::with_capacity(nets.len() * 2 + passed.len());
-    for net in nets {
-        net.emit(&mut out);
-    }
-    out.extend(passed);
-    out
-}
-
-/// Keys given two different `EXPIREAT` values with no `DEL` between them.
-fn keys_with_changing_expiry(commands: &[Command]) -> HashSet<Bytes> {
-    let mut expiry: HashMap<&[u8], i64> = HashMap::with_capacity(commands.len() / 2);
-    let mut changing = HashSet::new();
-    for command in commands {
+        slot_of.push(s);
+        let slot = &mut slots[s as usize];
         match command {
-            Command::Del(key) | Command::Set { key, .. } => {
-                expiry.remove(key.as_slice());
-            }
-            Command::ExpireAt { key, at }
-                if expiry.insert(key, *at).is_some_and(|before| before != *at) =>
-            {
-                changing.insert(key.clone());
+            Command::Del(_) | Command::Set { .. } => slot.expire_at = None,
+            Command::ExpireAt { at, .. } => {
+                let before = slot.expire_at.replace(*at);
+                slot.expiry_changes |= before.is_some_and(|before| before != *at);
             }
             _ => {}
         }
     }
-    changing
+    drop(index);
+    let mut nets: Vec<Option<Net>> = std::iter::repeat_with(|| None).take(slots.len()).collect();
+    let mut passed = Vec::new();
+    for (command, s) in commands.into_iter().zip(slot_of) {
+        let s = s as usize;
+        if slots[s].expiry_changes {
+            passed.push(command);
+            continue;
+        }
+        let (key, op) = command.into_parts();
+        nets[s]
+            .get_or_insert_with(|| Net::new(key))
+            .apply(op, &hasher);
+    }
+    let mut out = Vec::with_capacity(nets.len() * 2 + passed.len());
+    for net in nets.into_iter().flatten() {
+        net.emit(&mut out);
+    }
+    out.extend(passed);
+    out
 }
 
 #[cfg(test)]
@@ -343,6 +412,35 @@ mod tests {
             expire("s1", 300),
         ];
         assert_eq!(coalesce(cmds.clone()), cmds);
+    }
+
+    #[test]
+    fn keys_passed_through_and_merged_keys_mix() {
+        let out = coalesce(vec![
+            hset("s1", &[("a", "1")]),
+            expire("s1", 100),
+            hset("s2", &[("a", "1")]),
+            expire("s2", 100),
+            expire("s1", 300),
+            hset("s2", &[("a", "2"), ("b", "2")]),
+            expire("s2", 100),
+            hset("s3", &[("c", "3"), ("c", "4")]),
+            hdel("s3", &["d"]),
+            expire("s3", 100),
+        ]);
+        assert_eq!(
+            out,
+            vec![
+                hset("s2", &[("a", "2"), ("b", "2")]),
+                expire("s2", 100),
+                hdel("s3", &["d"]),
+                hset("s3", &[("c", "4")]),
+                expire("s3", 100),
+                hset("s1", &[("a", "1")]),
+                expire("s1", 100),
+                expire("s1", 300),
+            ]
+        );
     }
 
     #[test]
