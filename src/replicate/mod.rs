@@ -10,9 +10,12 @@
 //! Two groups overlap: while Redis executes one (in a task of its own), the
 //! loop builds the next over the state with the first one's writes laid on
 //! top, and encodes its transaction, so that Redis waits for as little as
-//! possible between the two. Writes to Redis and commits stay strictly in
-//! order: a group is written only after the one before it was acknowledged
-//! and committed.
+//! possible between the two. Writes to Redis and commits stay in order: a
+//! group is written only after the one before it was acknowledged, and the
+//! one before is committed while Redis executes it (after it, when it ends
+//! the stream or finds the namespace lost). So the checkpoint may be one
+//! group further behind Redis than it would be otherwise; a crash replays
+//! both groups, which writes the same commands again.
 //!
 //! Lifecycle of the stream, as [`Phase`]: connecting to the binlog,
 //! streaming, waiting out an outage; it ends when caught up (with
@@ -44,7 +47,7 @@ use crate::position::BinlogPosition;
 use crate::snapshot;
 use crate::source::BinlogReader;
 use crate::state::{Checkpoint, StateBatch, StateReader, StateStore, STATE_FORMAT};
-use crate::telemetry::{self, Health, RowTally};
+use crate::telemetry::{self, CommandTally, Health, RowTally};
 
 /// How a stream is run.
 #[derive(Clone, Debug)]
@@ -159,6 +162,13 @@ struct Group {
     _budget: Vec<OwnedSemaphorePermit>,
 }
 
+/// Redis's answer to a group's transaction.
+struct Ack {
+    commands: CommandTally,
+    /// Whether the namespace's marker key was there.
+    marker_present: bool,
+}
+
 /// A group whose commands are being written to Redis.
 struct InFlight {
     group: Group,
@@ -254,9 +264,10 @@ impl Replicator<'_> {
                 Next::Written(written) => {
                     let InFlight { group, batch, .. } =
                         self.in_flight.take().expect("a group is in flight");
-                    if !self.finish(group, written, batch).await? {
+                    let Some(ack) = self.acknowledged(written)? else {
                         return Ok(()); // stopped while Redis was unreachable
-                    }
+                    };
+                    self.commit(group, batch, ack).await?;
                     if self.caught_up() {
                         tracing::info!(position = %self.checkpoint.position, "caught up with the server");
                         return Ok(());
@@ -273,11 +284,10 @@ impl Replicator<'_> {
             // Built and encoded while the group before is still in flight...
             let (group, commands) = self.prepare(pieces)?;
             let write = GroupWrite::encode(commands, &self.c.keys.marker());
-            // ...which must be committed before this one is written.
-            if !self.settle().await? || self.caught_up() {
+            // ...which must be acknowledged before this one is written.
+            if !self.hand_over(group, write).await? {
                 return Ok(());
             }
-            self.launch(group, write);
             if let Some(e) = deferred {
                 return Err(e);
             }
@@ -362,10 +372,9 @@ impl Replicator<'_> {
     }
 
     /// Starts writing a group, or, when it changes nothing, only reports the
-    /// lag it shows.
-    fn launch(&mut self, group: Group, write: GroupWrite) {
-        let moved = group.checkpoint.position != self.checkpoint.position
-            || group.checkpoint.skip_rows != self.checkpoint.skip_rows;
+    /// lag it shows. `moved`: whether it moves the checkpoint on from the
+    /// group before.
+    fn launch(&mut self, group: Group, write: GroupWrite, moved: bool) {
         if write.is_empty() && !moved {
             self.report_lag(group.timestamp, group.heartbeat, group.rows);
             return;
@@ -377,35 +386,93 @@ impl Replicator<'_> {
         self.in_flight = Some(InFlight { group, task, batch });
     }
 
+    /// Writes `group` once the group in flight, if any, is acknowledged,
+    /// and commits that one while Redis executes `group`. False when the
+    /// stream ends instead: shutdown came while Redis was unreachable, or
+    /// the group in flight reached the target (`group` is then not written;
+    /// it is read again at the next start).
+    async fn hand_over(&mut self, group: Group, write: GroupWrite) -> Result<bool> {
+        let Some(before) = self.in_flight.take() else {
+            let moved = group.checkpoint.moves_on_from(&self.checkpoint);
+            self.launch(group, write, moved);
+            return Ok(true);
+        };
+        let Some(ack) = self.acknowledged(before.task.await)? else {
+            return Ok(false);
+        };
+        if !ack.marker_present || self.reaches_target(&before.group.checkpoint) {
+            // The namespace is rebuilt, or the stream ends, before anything
+            // more is written.
+            self.commit(before.group, before.batch, ack).await?;
+            if self.caught_up() {
+                return Ok(false);
+            }
+            let moved = group.checkpoint.moves_on_from(&self.checkpoint);
+            self.launch(group, write, moved);
+            return Ok(true);
+        }
+        let moved = group.checkpoint.moves_on_from(&before.group.checkpoint);
+        self.launch(group, write, moved);
+        if let Err(e) = self.commit(before.group, before.batch, ack).await {
+            // The group just launched must never be committed over the
+            // missing one: it is dropped, with its writer, and both groups
+            // are applied again at the next start.
+            if let Some(after) = self.in_flight.take() {
+                after.task.abort();
+                self.writer = Some(GroupWriter::new(
+                    self.c.sink.clone(),
+                    self.health.clone(),
+                    self.shutdown.clone(),
+                ));
+            }
+            return Err(e);
+        }
+        Ok(true)
+    }
+
     /// Waits for the group in flight, if any, and commits it. False when
     /// shutdown came while Redis was unreachable.
     async fn settle(&mut self) -> Result<bool> {
-        match self.in_flight.take() {
-            Some(InFlight { group, task, batch }) => self.finish(group, task.await, batch).await,
-            None => Ok(true),
+        let Some(InFlight { group, task, batch }) = self.in_flight.take() else {
+            return Ok(true);
+        };
+        match self.acknowledged(task.await)? {
+            Some(ack) => self.commit(group, batch, ack).await.map(|()| true),
+            None => Ok(false),
         }
     }
 
-    /// After Redis acknowledged a group: its state writes and checkpoint go
-    /// to RocksDB in one write. False when shutdown came first (nothing
+    /// A write task's end: the writer comes back, and Redis's answer. `None`
+    /// when shutdown came before Redis acknowledged the group (nothing is
     /// committed; the group is applied again at the next start).
-    async fn finish(
+    fn acknowledged(
         &mut self,
-        group: Group,
         written: std::result::Result<Written, JoinError>,
-        batch: JoinHandle<StateBatch>,
-    ) -> Result<bool> {
-        let task_failed =
-            |e: JoinError| Error::Interrupted(format!("a streaming task failed: {e}"));
+    ) -> Result<Option<Ack>> {
         let Written {
             writer,
             commands,
             outcome,
         } = written.map_err(task_failed)?;
         self.writer = Some(writer);
-        let Some(marker_present) = outcome? else {
-            return Ok(false);
-        };
+        Ok(outcome?.map(|marker_present| Ack {
+            commands,
+            marker_present,
+        }))
+    }
+
+    /// After Redis acknowledged a group: its state writes and checkpoint go
+    /// to RocksDB in one write.
+    async fn commit(
+        &mut self,
+        group: Group,
+        batch: JoinHandle<StateBatch>,
+        ack: Ack,
+    ) -> Result<()> {
+        let Ack {
+            commands,
+            marker_present,
+        } = ack;
         let batch = batch.await.map_err(task_failed)?;
         let Group {
             pending,
@@ -430,7 +497,7 @@ impl Replicator<'_> {
         if !marker_present {
             self.rebuild_namespace().await?;
         }
-        Ok(true)
+        Ok(())
     }
 
     /// Lag: now minus the commit time of the last applied event, or zero
@@ -452,9 +519,13 @@ impl Replicator<'_> {
     }
 
     fn caught_up(&self) -> bool {
+        self.reaches_target(&self.checkpoint)
+    }
+
+    fn reaches_target(&self, checkpoint: &Checkpoint) -> bool {
         self.target
             .as_ref()
-            .is_some_and(|t| self.checkpoint.skip_rows == 0 && self.checkpoint.position >= *t)
+            .is_some_and(|t| checkpoint.skip_rows == 0 && checkpoint.position >= *t)
     }
 
     /// At start: the namespace must carry this state's snapshot marker.
@@ -504,6 +575,10 @@ impl Replicator<'_> {
         self.checkpoint = checkpoint;
         Ok(())
     }
+}
+
+fn task_failed(e: JoinError) -> Error {
+    Error::Interrupted(format!("a streaming task failed: {e}"))
 }
 
 /// The group in flight's write, or never when none is.

@@ -37,3 +37,11 @@ pub struct Checkpoint {
     /// Unix seconds of the commit.
     pub committed_at: i64,
 }
+
+impl Checkpoint {
+    /// Whether this checkpoint stands at another place in the binlog than
+    /// `before` (a later one, in the stream).
+    pub fn moves_on_from(&self, before: &Checkpoint) -> bool {
+        self.position != before.position || self.skip_rows != before.skip_rows
+    }
+}
