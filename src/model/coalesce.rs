@@ -94,34 +94,30 @@ impl Net {
         }
     }
 
+    /// Writes fields in merged form, into which the fields so far are
+    /// converted on the first write that needs it.
     fn write_fields(
         &mut self,
         writes: impl Iterator<Item = (Bytes, Option<Bytes>)>,
         hasher: &DefaultHashBuilder,
     ) {
-        let merged = self.merged(hasher);
-        for (field, value) in writes {
-            merged.write(field, value, hasher);
-        }
-    }
-
-    /// The fields in merged form, converted on the first write that needs it.
-    fn merged(&mut self, hasher: &DefaultHashBuilder) -> &mut Merged {
-        if !matches!(self.fields, Fields::Merged(_)) {
-            let mut merged = Merged::default();
-            if let Fields::One(set) = std::mem::take(&mut self.fields) {
+        let mut merged = match std::mem::take(&mut self.fields) {
+            Fields::None => Merged::default(),
+            Fields::One(set) => {
                 // Written one by one, in case the one `HSET` named a field twice.
+                let mut merged = Merged::default();
                 merged.fields.reserve(set.len());
                 for (field, value) in set {
                     merged.write(field, Some(value), hasher);
                 }
+                merged
             }
-            self.fields = Fields::Merged(merged);
-        }
-        match &mut self.fields {
             Fields::Merged(merged) => merged,
-            _ => unreachable!("converted above"),
+        };
+        for (field, value) in writes {
+            merged.write(field, value, hasher);
         }
+        self.fields = Fields::Merged(merged);
     }
 
     fn emit(self, out: &mut Vec<Command>) {
