@@ -111,8 +111,8 @@ impl<'a, V: StateView> Overlay<'a, V> {
         let mut wanted: Vec<&[u8]> = {
             let cached = self.sessions.borrow();
             let layered = |id: &[u8]| {
-                let layers = self.below.into_iter().chain([&self.pending]);
-                layers.into_iter().any(|p| p.sessions.contains_key(id))
+                let mut layers = self.below.into_iter().chain([&self.pending]);
+                layers.any(|p| p.sessions.contains_key(id))
             };
             session_ids
                 .into_iter()

@@ -400,6 +400,7 @@ impl Replicator<'_> {
         let Some(ack) = self.acknowledged(before.task.await)? else {
             return Ok(false);
         };
+        let moved = group.checkpoint.moves_on_from(&before.group.checkpoint);
         if !ack.marker_present || self.reaches_target(&before.group.checkpoint) {
             // The namespace is rebuilt, or the stream ends, before anything
             // more is written.
@@ -407,11 +408,9 @@ impl Replicator<'_> {
             if self.caught_up() {
                 return Ok(false);
             }
-            let moved = group.checkpoint.moves_on_from(&self.checkpoint);
             self.launch(group, write, moved);
             return Ok(true);
         }
-        let moved = group.checkpoint.moves_on_from(&before.group.checkpoint);
         self.launch(group, write, moved);
         if let Err(e) = self.commit(before.group, before.batch, ack).await {
             // The group just launched must never be committed over the

@@ -375,7 +375,7 @@ impl<V: StateView> Ctx<'_, '_, V> {
 /// Fields to write to session hashes, sorted once into values to set and
 /// fields to remove (a change of a user's row is written to each of the
 /// user's live sessions, each getting a copy).
-#[derive(Clone)]
+#[derive(Clone, Default)]
 struct FieldWrites {
     set: Vec<(Bytes, Bytes)>,
     unset: Vec<Bytes>,
@@ -394,10 +394,7 @@ impl FieldWrites {
     }
 
     fn one(name: Bytes, value: Option<Bytes>) -> Self {
-        let mut writes = FieldWrites {
-            set: Vec::new(),
-            unset: Vec::new(),
-        };
+        let mut writes = FieldWrites::default();
         writes.add(name, value);
         writes
     }
