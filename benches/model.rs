@@ -14,6 +14,7 @@ use replicator::error::Result;
 use replicator::model::{
     apply, coalesce, finish_group, write_session, Attribute, Bytes, Command, GroupOutput, Keys,
     Overlay, Preferences, RowChange, Session, SessionRef, SourceRow, StateView, Timestamp, User,
+    Xid,
 };
 use replicator::sink::pipeline;
 use replicator::source::image::{ColumnSpec, Layout};
@@ -50,6 +51,33 @@ impl StateView for Mem {
             .filter(|s| s.user_id == id)
             .map(SessionRef::from)
             .collect())
+    }
+    fn rows_of(&self, table: TableRows) -> Result<Vec<SourceRow>> {
+        Ok(match table {
+            TableRows::Users => self.users.values().cloned().map(SourceRow::User).collect(),
+            TableRows::Preferences => self
+                .prefs
+                .values()
+                .cloned()
+                .map(SourceRow::Preferences)
+                .collect(),
+            TableRows::Sessions => self
+                .sessions
+                .values()
+                .cloned()
+                .map(SourceRow::Session)
+                .collect(),
+            TableRows::Attributes => self
+                .attrs
+                .values()
+                .flatten()
+                .cloned()
+                .map(SourceRow::Attribute)
+                .collect(),
+        })
+    }
+    fn held_xa(&self, _: &Xid) -> Result<Option<Vec<RowChange>>> {
+        Ok(None)
     }
 }
 

@@ -66,6 +66,20 @@ pub enum Error {
     )]
     BinlogUnavailable { file: String, message: String },
 
+    /// A binlog event that cannot be applied exactly: the stream stops
+    /// before it, with the checkpoint before it.
+    #[error(
+        "the binlog event at {position}{on} cannot be applied exactly: {what}. The checkpoint stays \
+         before it, so Redis holds the model as of the last event applied. {remedy}",
+        on = table.map(|t| format!(" (table `{t}`)")).unwrap_or_default(),
+        remedy = remedy(what)
+    )]
+    Unappliable {
+        position: crate::position::BinlogPosition,
+        table: Option<&'static str>,
+        what: String,
+    },
+
     /// Work stopped by a shutdown request before it completed.
     #[error("{0}")]
     Interrupted(String),
@@ -73,6 +87,20 @@ pub enum Error {
     /// A row from the source could not be decoded into the model.
     #[error("malformed row in `{table}`: {reason}")]
     Decode { table: &'static str, reason: String },
+}
+
+/// The way out of a stop on an event that cannot be applied exactly.
+fn remedy(what: &str) -> &'static str {
+    if what.contains("as a statement") {
+        "Make every client log row events (binlog_format=ROW, and no SET SESSION binlog_format), \
+         then take a fresh snapshot (`replicator snapshot`, or run with --resnapshot-if-needed)"
+    } else if what.contains("binlog_row_image") {
+        "Set binlog_row_image=FULL for every client, then take a fresh snapshot (`replicator \
+         snapshot`, or run with --resnapshot-if-needed)"
+    } else {
+        "Take a fresh snapshot once the source is as the model needs it (`replicator snapshot`, \
+         or run with --resnapshot-if-needed)"
+    }
 }
 
 /// The MySQL server error codes the replicator tells apart.
@@ -106,6 +134,7 @@ impl Error {
         match self {
             Error::SourceLost(_) | Error::MysqlConnect { .. } => true,
             Error::Mysql { source, .. } => matches!(source, mysql_async::Error::Io(_)),
+            Error::Redis { .. } if self.is_redis_out_of_memory() => true,
             Error::Redis { source, .. } | Error::RedisConnect { source, .. } => {
                 use redis::ErrorKind;
                 source.is_io_error()
@@ -118,6 +147,20 @@ impl Error {
                             redis::ServerErrorKind::BusyLoading | redis::ServerErrorKind::TryAgain
                         )
                     )
+            }
+            _ => false,
+        }
+    }
+
+    /// Redis refused a write for lack of memory (`maxmemory` reached with
+    /// `noeviction`): an outage like an unreachable Redis, retried until
+    /// memory is freed, never a crash and never a partial write (the whole
+    /// `MULTI`/`EXEC` is discarded).
+    pub fn is_redis_out_of_memory(&self) -> bool {
+        match self {
+            Error::Redis { source, .. } => {
+                source.code() == Some("OOM")
+                    || source.to_string().contains("OOM command not allowed")
             }
             _ => false,
         }

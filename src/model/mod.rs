@@ -12,11 +12,12 @@ mod command;
 mod keys;
 mod rows;
 mod session;
+mod table;
 mod timestamp;
 pub mod view;
 
-pub use apply::{apply, finish_group, prefetch, GroupOutput};
-pub use change::{RowChange, SourceRow};
+pub use apply::{apply, apply_content, finish_group, prefetch, GroupOutput};
+pub use change::{Content, RowChange, SourceRow, Xid};
 pub use coalesce::coalesce;
 pub use command::Command;
 pub use keys::Keys;
@@ -25,5 +26,6 @@ pub use session::{
     attribute_field, preference_fields, session_fields, session_hash, user_fields, write_session,
     write_user_index, Field,
 };
+pub use table::TableRows;
 pub use timestamp::Timestamp;
 pub use view::{Overlay, StateView};

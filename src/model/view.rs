@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 
 use hashbrown::HashMap;
 
-use super::{Attribute, Bytes, Preferences, Session, SessionRef, User};
+use super::{
+    Attribute, Bytes, Preferences, RowChange, Session, SessionRef, SourceRow, TableRows, User, Xid,
+};
 use crate::error::Result;
 
 /// Reads of the replicator's copy of the four tables.
@@ -23,6 +25,11 @@ pub trait StateView {
     fn attributes(&self, session_id: &[u8]) -> Result<Vec<Attribute>>;
     /// The sessions whose `user_id` is this user, live or not, ordered by id.
     fn sessions_of_user(&self, user_id: i64) -> Result<Vec<SessionRef>>;
+    /// Every row of one table (for a `TRUNCATE`), in key order.
+    fn rows_of(&self, table: TableRows) -> Result<Vec<SourceRow>>;
+    /// The row changes of a prepared XA transaction, held until its
+    /// `XA COMMIT` or `XA ROLLBACK`.
+    fn held_xa(&self, xid: &Xid) -> Result<Option<Vec<RowChange>>>;
 }
 
 /// Writes of a group of transactions not yet committed, read through before
@@ -36,6 +43,8 @@ pub struct Pending {
     /// (user id, session id) → its entry in the user → sessions index, or
     /// `None` when removed.
     pub index: BTreeMap<(i64, Bytes), Option<SessionRef>>,
+    /// Prepared XA transactions' row changes, or `None` once resolved.
+    pub xa: BTreeMap<String, Option<Vec<RowChange>>>,
 }
 
 impl Pending {
@@ -202,15 +211,48 @@ impl<'a, V: StateView> Overlay<'a, V> {
             .insert((session_id.to_vec(), key.to_vec()), None);
     }
 
+    /// Holds a prepared XA transaction's row changes.
+    pub fn hold_xa(&mut self, xid: &Xid, changes: Vec<RowChange>) {
+        self.pending.xa.insert(xid.0.clone(), Some(changes));
+    }
+
+    /// Forgets a prepared XA transaction (committed or rolled back).
+    pub fn release_xa(&mut self, xid: &Xid) {
+        self.pending.xa.insert(xid.0.clone(), None);
+    }
+
     /// Number of pending row writes.
     pub fn len(&self) -> usize {
         let p = &self.pending;
-        p.users.len() + p.preferences.len() + p.sessions.len() + p.attributes.len() + p.index.len()
+        p.users.len()
+            + p.preferences.len()
+            + p.sessions.len()
+            + p.attributes.len()
+            + p.index.len()
+            + p.xa.len()
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
+
+/// The base's rows of one table with each layer's writes laid on top.
+fn merged<K: Ord, T>(
+    base: Vec<T>,
+    key: impl Fn(&T) -> K,
+    layers: impl Iterator<Item = Vec<(K, Option<T>)>>,
+) -> Vec<T> {
+    let mut rows: BTreeMap<K, T> = base.into_iter().map(|row| (key(&row), row)).collect();
+    for layer in layers {
+        for (k, row) in layer {
+            match row {
+                Some(row) => rows.insert(k, row),
+                None => rows.remove(&k),
+            };
+        }
+    }
+    rows.into_values().collect()
 }
 
 impl<V: StateView> StateView for Overlay<'_, V> {
@@ -278,5 +320,44 @@ impl<V: StateView> StateView for Overlay<'_, V> {
             layer.merge_index(user_id, &mut refs);
         }
         Ok(refs.into_values().collect())
+    }
+
+    fn rows_of(&self, table: TableRows) -> Result<Vec<SourceRow>> {
+        let base = self.base.rows_of(table)?;
+        let layers = || self.below.into_iter().chain([&self.pending]);
+        macro_rules! merge {
+            ($variant:ident, $field:ident, $key:expr) => {{
+                let rows = base.into_iter().filter_map(|r| match r {
+                    SourceRow::$variant(row) => Some(row),
+                    _ => None,
+                });
+                let layered = layers().map(|p| {
+                    p.$field
+                        .iter()
+                        .map(|(k, row)| (k.clone(), row.clone()))
+                        .collect::<Vec<_>>()
+                });
+                merged(rows.collect(), $key, layered)
+                    .into_iter()
+                    .map(SourceRow::$variant)
+                    .collect()
+            }};
+        }
+        Ok(match table {
+            TableRows::Users => merge!(User, users, |u: &User| u.user_id),
+            TableRows::Preferences => merge!(Preferences, preferences, |p: &Preferences| p.user_id),
+            TableRows::Sessions => merge!(Session, sessions, |s: &Session| s.session_id.clone()),
+            TableRows::Attributes => merge!(Attribute, attributes, |a: &Attribute| (
+                a.session_id.clone(),
+                a.key.clone()
+            )),
+        })
+    }
+
+    fn held_xa(&self, xid: &Xid) -> Result<Option<Vec<RowChange>>> {
+        match self.layered(|p| p.xa.get(&xid.0)) {
+            Some(held) => Ok(held),
+            None => self.base.held_xa(xid),
+        }
     }
 }

@@ -42,7 +42,9 @@ use writer::{GroupWrite, GroupWriter, Written};
 use crate::app::Connected;
 use crate::error::{Error, Result};
 use crate::model::view::Pending;
-use crate::model::{apply, finish_group, prefetch, Command, GroupOutput, Overlay, Timestamp};
+use crate::model::{
+    apply_content, finish_group, prefetch, Command, Content, GroupOutput, Overlay, Timestamp,
+};
 use crate::position::BinlogPosition;
 use crate::snapshot;
 use crate::source::BinlogReader;
@@ -216,6 +218,20 @@ impl Replicator<'_> {
                         self.resnapshot().await?;
                         Phase::Connecting
                     }
+                    Err(e @ Error::Unappliable { .. }) => {
+                        telemetry::stream_stopped();
+                        if !self.options.resnapshot_if_needed {
+                            // Unhealthy before the exit, so that nothing
+                            // routes reads here while the error is logged.
+                            self.health.set_stopped();
+                            return Err(e);
+                        }
+                        tracing::warn!(
+                            "{e}. Taking a fresh snapshot instead (--resnapshot-if-needed)"
+                        );
+                        self.resnapshot().await?;
+                        Phase::Connecting
+                    }
                     Err(e) => return Err(e),
                 },
             };
@@ -303,14 +319,14 @@ impl Replicator<'_> {
         rx: &mut mpsc::Receiver<Result<Budgeted>>,
     ) -> (Vec<Budgeted>, Option<Error>) {
         let deadline = Instant::now() + self.options.group_delay;
-        let mut rows = first.piece.changes.len();
+        let mut rows = first.piece.content.rows();
         let mut group = vec![first];
         while rows < self.options.group_rows
             && group.last().is_some_and(|b| b.piece.ends_transaction)
         {
             match tokio::time::timeout_at(deadline, rx.recv()).await {
                 Ok(Some(Ok(next))) => {
-                    rows += next.piece.changes.len();
+                    rows += next.piece.content.rows();
                     group.push(next);
                 }
                 Ok(Some(Err(e))) => return (group, Some(e)),
@@ -348,12 +364,27 @@ impl Replicator<'_> {
         let mut budget = Vec::with_capacity(pieces.len());
         let mut transactions = 0;
         let mut tally = RowTally::default();
-        prefetch(pieces.iter().flat_map(|b| &b.piece.changes), &overlay)?;
+        let changes = pieces.iter().flat_map(|b| match &b.piece.content {
+            Content::Rows(changes) => changes.as_slice(),
+            _ => &[],
+        });
+        prefetch(changes, &overlay)?;
         for Budgeted { piece, rows } in pieces {
-            transactions += u64::from(piece.ends_transaction && !piece.changes.is_empty());
-            for change in piece.changes {
-                tally.add(&change);
-                apply(change, &mut overlay, keys, now, &mut out)?;
+            transactions += u64::from(piece.ends_transaction && !piece.content.is_progress());
+            if let Content::Rows(changes) = &piece.content {
+                changes.iter().for_each(|change| tally.add(change));
+            }
+            let told = describe(&piece.content);
+            let n = apply_content(
+                piece.content,
+                &mut overlay,
+                keys,
+                now,
+                &mut out,
+                &piece.position,
+            )?;
+            if let Some(what) = told {
+                tracing::info!(rows = n, position = %piece.position, "{what}");
             }
             budget.push(rows);
         }
@@ -573,6 +604,24 @@ impl Replicator<'_> {
         tracing::info!("{report}");
         self.checkpoint = checkpoint;
         Ok(())
+    }
+}
+
+/// What the log says of a piece that is not plain row changes.
+fn describe(content: &Content) -> Option<String> {
+    match content {
+        Content::Rows(_) => None,
+        Content::Truncate(table) => Some(format!(
+            "TRUNCATE TABLE {}: every row of it removed, without cascade, as MySQL does",
+            table.table()
+        )),
+        Content::XaPrepare { xid, .. } => Some(format!(
+            "XA PREPARE {xid}: its row changes are held until XA COMMIT or XA ROLLBACK"
+        )),
+        Content::XaCommit(xid) => Some(format!("XA COMMIT {xid}: its held row changes applied")),
+        Content::XaRollback(xid) => {
+            Some(format!("XA ROLLBACK {xid}: its held row changes dropped"))
+        }
     }
 }
 

@@ -26,7 +26,7 @@ pub async fn read_pieces(
     loop {
         let item = match reader.next().await {
             Ok(piece) => {
-                let rows = u32::try_from(piece.changes.len())
+                let rows = u32::try_from(piece.content.rows())
                     .unwrap_or(u32::MAX)
                     .min(budget_rows);
                 let Ok(permit) = budget.clone().acquire_many_owned(rows).await else {

@@ -95,11 +95,15 @@ impl GroupWriter {
                         telemetry::reconnect("redis");
                     }
                     self.health.set_redis_up(true);
+                    self.health.set_redis_full(false);
                     return Ok(Some(present));
                 }
                 Err(e) if e.is_transient() => {
                     telemetry::redis_error(true);
-                    self.health.set_redis_up(false);
+                    match e.is_redis_out_of_memory() {
+                        true => self.health.set_redis_full(true),
+                        false => self.health.set_redis_up(false),
+                    }
                     self.incident.failed(&e, committed);
                     tokio::select! {
                         _ = tokio::time::sleep(backoff.delay()) => {}

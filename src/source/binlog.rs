@@ -1,88 +1,44 @@
-//! The binlog stream as committed transactions of the four tables.
+//! The binlog stream as committed pieces of the four tables: the I/O half.
 //!
-//! Events are read with `mysql_async`'s binlog stream. Row events of the four
-//! tables of the configured database are decoded by column name (from the
-//! table map's metadata with `binlog_row_metadata=FULL`, else from
-//! `information_schema`, refreshed after DDL) and buffered until their
-//! transaction commits (XID, or `COMMIT`). Everything else (other databases,
-//! other tables, DDL, statement events) is skipped, but the position moves
-//! past it.
-//!
-//! A transaction larger than `max_rows` comes out in several pieces; each
-//! leading piece says where to resume to continue right after it (the
-//! transaction's start, skipping the rows already handed out).
+//! Events are read with `mysql_async`'s binlog stream and turned into the
+//! assembler's small [`SourceEvent`] enum: row events of the four tables of
+//! the configured database are decoded by column name (from the table
+//! map's metadata with `binlog_row_metadata=FULL`, else from
+//! `information_schema`, read again after DDL), other tables' rows become
+//! [`SourceEvent::Skip`], and MariaDB's own events are read from their
+//! bytes ([`super::wire`]). What the sequence means is decided by the pure
+//! [`Assembler`].
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::time::Duration;
 
 use futures_util::StreamExt;
 use mysql_async::binlog::events::{Event, EventData, OptionalMetadataField, RowsEventData};
-use mysql_async::binlog::BinlogChecksumAlg;
+use mysql_async::binlog::RowsEventFlags;
 use mysql_async::prelude::Queryable;
 use mysql_async::{BinlogStream, BinlogStreamRequest};
 
+use super::assemble::{self, Assembler, SourceEvent, Stop};
 use super::image::Layout;
+use super::wire;
 use super::{MySqlSource, TableRows};
 use crate::error::{mysql_code, Error, Result};
 use crate::model::RowChange;
 use crate::position::BinlogPosition;
 
+pub use super::assemble::Piece;
+
 /// How often the server sends a heartbeat on an idle stream.
 pub const HEARTBEAT: Duration = Duration::from_secs(1);
 /// No event (not even a heartbeat) for this long: the connection is dead.
 const SILENCE_LIMIT: Duration = Duration::from_secs(10);
-/// MariaDB's GTID event, which also opens a transaction.
-const MARIADB_GTID_EVENT: u8 = 162;
-/// Flag of a MariaDB GTID event: a single statement (DDL), no BEGIN/COMMIT.
-const MARIADB_FL_STANDALONE: u8 = 1;
-/// Length of an event's CRC32 checksum.
-const CHECKSUM_LEN: usize = 4;
-
-/// A piece of the stream: a committed transaction (or a part of a large
-/// one), or only progress past events that changed nothing of ours.
-#[derive(Debug)]
-pub struct Piece {
-    pub changes: Vec<RowChange>,
-    /// Where to resume to continue right after this piece...
-    pub position: BinlogPosition,
-    /// ...skipping this many row changes of the transaction starting there.
-    pub skip_rows: u64,
-    /// The commit's timestamp, Unix seconds (0 for progress only).
-    pub timestamp: u32,
-    /// False for the leading parts of a transaction larger than `max_rows`.
-    pub ends_transaction: bool,
-    /// The server's heartbeat: it has nothing more to send, we are caught up.
-    pub heartbeat: bool,
-}
-
-/// A transaction being read.
-struct OpenTx {
-    start: BinlogPosition,
-    changes: Vec<RowChange>,
-    /// Row changes of this transaction seen so far (handed out or skipped).
-    seen: u64,
-    /// A single statement (DDL) that ends at its query event, with no
-    /// BEGIN/COMMIT around it.
-    standalone: bool,
-    gtid: Option<(u32, String)>,
-}
 
 /// Reads pieces from the binlog, starting at a checkpoint.
 pub struct BinlogReader {
     stream: BinlogStream,
     source: MySqlSource,
-    file: String,
-    next_offset: u64,
-    /// MariaDB GTID position per domain, as `domain-server-seq`.
-    gtids: BTreeMap<u32, String>,
-    tx: Option<OpenTx>,
-    /// Row changes to drop from the first transaction (resuming inside it).
-    skip_first: u64,
-    max_rows: usize,
+    assembler: Assembler,
     columns: ColumnNames,
-    last_reported: (String, u64),
-    /// The server writes CRC32 checksums into its binlog events.
-    server_checksums: bool,
 }
 
 impl BinlogReader {
@@ -96,10 +52,6 @@ impl BinlogReader {
         max_rows: usize,
     ) -> Result<Self> {
         let mut conn = source.connect().await?;
-        let checksum: Option<String> = conn
-            .query_first("SELECT @@GLOBAL.binlog_checksum")
-            .await
-            .map_err(|e| Error::mysql("reading binlog_checksum", e))?;
         let heartbeat_ns = HEARTBEAT.as_nanos().to_string();
         conn.query_drop(format!(
             "SET @master_heartbeat_period = {heartbeat_ns}, @mariadb_slave_capability = 4"
@@ -116,22 +68,9 @@ impl BinlogReader {
         Ok(BinlogReader {
             stream,
             source: source.clone(),
-            file: position.file.clone(),
-            next_offset: position.offset,
-            gtids: parse_gtids(position.gtid.as_deref()),
-            tx: None,
-            skip_first: skip_rows,
-            max_rows: max_rows.max(1),
+            assembler: Assembler::new(source.database(), position, skip_rows, max_rows),
             columns: ColumnNames::default(),
-            last_reported: (position.file.clone(), position.offset),
-            server_checksums: checksum.is_some_and(|c| !c.eq_ignore_ascii_case("NONE")),
         })
-    }
-
-    fn position(&self, offset: u64) -> BinlogPosition {
-        let gtid = (!self.gtids.is_empty())
-            .then(|| self.gtids.values().cloned().collect::<Vec<_>>().join(","));
-        BinlogPosition::new(self.file.clone(), offset).with_gtid(gtid)
     }
 
     /// The next piece. Errors are final for this reader; the caller opens a
@@ -146,176 +85,163 @@ impl BinlogReader {
                     )))
                 }
                 Ok(None) => return Err(Error::SourceLost("the binlog stream ended".into())),
-                Ok(Some(Err(e))) => return Err(stream_error(e, &self.position(self.next_offset))),
+                Ok(Some(Err(e))) => return Err(stream_error(e, &self.assembler.position())),
                 Ok(Some(Ok(event))) => event,
             };
-            if let Some(piece) = self.handle(&event).await? {
-                return Ok(piece);
+            let header = event.header();
+            let source_event = self.translate(&event).await?;
+            let fed = self.assembler.feed(assemble::Event {
+                event: source_event,
+                end: u64::from(header.log_pos()),
+                timestamp: header.timestamp(),
+            });
+            if self.assembler.take_reshaped() {
+                // A source table changed shape: its column names are stale.
+                self.columns.clear();
+            }
+            match fed {
+                Ok(Some(piece)) => return Ok(piece),
+                Ok(None) => {}
+                Err(stop) => return Err(unappliable(stop)),
             }
         }
     }
 
-    async fn handle(&mut self, event: &Event) -> Result<Option<Piece>> {
+    /// What the assembler needs to know of an event.
+    async fn translate(&mut self, event: &Event) -> Result<SourceEvent> {
         let header = event.header();
-        let end = u64::from(header.log_pos());
-        let start = self.position(self.next_offset);
-        let mut committed = false;
-        if header.event_type_raw() == MARIADB_GTID_EVENT {
-            let data = event.data();
-            if data.len() >= 13 {
-                let seq = u64::from_le_bytes(data[0..8].try_into().unwrap_or_default());
-                let domain = u32::from_le_bytes(data[8..12].try_into().unwrap_or_default());
-                let gtid = format!("{domain}-{}-{seq}", header.server_id());
-                self.begin(start, data[12] & MARIADB_FL_STANDALONE != 0);
-                if let Some(tx) = self.tx.as_mut() {
-                    tx.gtid = Some((domain, gtid));
-                }
-            }
-        } else {
-            let data = event.read_data().map_err(|e| {
-                Error::decode("binlog", format!("unreadable event at {start}: {e}"))
-            })?;
-            match data {
-                Some(EventData::RotateEvent(rotate)) => {
-                    let mut name = rotate.name_raw();
-                    // The server's first (artificial) rotate comes before the
-                    // format description that announces checksums, so its
-                    // checksum was read as part of the name.
-                    let stripped = matches!(
-                        event.footer().get_checksum_alg(),
-                        Ok(Some(BinlogChecksumAlg::BINLOG_CHECKSUM_ALG_CRC32))
-                    );
-                    if self.server_checksums && !stripped && name.len() > CHECKSUM_LEN {
-                        name = &name[..name.len() - CHECKSUM_LEN];
-                    }
-                    self.file = String::from_utf8_lossy(name).into_owned();
-                    self.next_offset = rotate.position();
-                    return Ok(self.progress(0));
-                }
-                Some(EventData::QueryEvent(query)) => {
-                    let text = query.query();
-                    let verb = text.trim().to_ascii_uppercase();
-                    if verb == "BEGIN" {
-                        self.begin(start, false);
-                        if let Some(tx) = self.tx.as_mut() {
-                            tx.standalone = false;
-                        }
-                    } else if verb == "COMMIT" {
-                        committed = true;
-                    } else if verb == "ROLLBACK" {
-                        self.tx = None;
-                    } else if self.tx.as_ref().is_none_or(|tx| tx.standalone) {
-                        // DDL or another standalone statement: our tables may
-                        // have changed shape.
-                        self.columns.clear();
-                        committed = self.tx.is_some();
-                    }
-                }
-                // MySQL: a GTID event opens what is either a transaction
-                // (BEGIN follows) or a single statement.
-                Some(EventData::GtidEvent(_) | EventData::AnonymousGtidEvent(_)) => {
-                    self.begin(start, true)
-                }
-                Some(EventData::XidEvent(_)) => committed = true,
-                // A heartbeat's position is the server's, not ours to take.
-                Some(EventData::HeartbeatEvent) if self.tx.is_none() => {
-                    return Ok(Some(Piece {
-                        changes: Vec::new(),
-                        position: self.position(self.next_offset),
-                        skip_rows: 0,
-                        timestamp: 0,
-                        ends_transaction: true,
-                        heartbeat: true,
-                    }));
-                }
-                Some(EventData::HeartbeatEvent) => return Ok(None),
-                Some(EventData::RowsEvent(rows)) => self.rows(&rows, &start).await?,
-                _ => {}
-            }
-        }
-        // Offsets only grow within a file (a rotation resets them, above);
-        // artificial events carry 0 or an earlier offset.
-        if end > self.next_offset {
-            self.next_offset = end;
-        }
-        if committed {
-            return Ok(self.commit(header.timestamp()));
-        }
-        if let Some(tx) = &mut self.tx {
-            if tx.changes.len() >= self.max_rows {
-                return Ok(Some(Piece {
-                    changes: std::mem::take(&mut tx.changes),
-                    position: tx.start.clone(),
-                    skip_rows: tx.seen,
-                    timestamp: header.timestamp(),
-                    ends_transaction: false,
-                    heartbeat: false,
-                }));
-            }
-            return Ok(None);
-        }
-        Ok(self.progress(header.timestamp()))
-    }
-
-    /// Opens a transaction at `start`, unless one is open. A `standalone`
-    /// one is a single statement that ends with its query event.
-    fn begin(&mut self, start: BinlogPosition, standalone: bool) {
-        if self.tx.is_none() {
-            self.tx = Some(OpenTx {
-                start,
-                changes: Vec::new(),
-                seen: 0,
-                standalone,
-                gtid: None,
+        let kind = header.event_type_raw();
+        let at = || self.assembler.position();
+        if kind == wire::MARIADB_GTID_EVENT {
+            let g = wire::mariadb_gtid(event.data())
+                .ok_or_else(|| unreadable(&at(), "a MariaDB GTID event too short to read"))?;
+            return Ok(SourceEvent::Gtid {
+                gtid: Some((
+                    g.domain,
+                    format!("{}-{}-{}", g.domain, header.server_id(), g.seq),
+                )),
+                standalone: g.standalone,
+                xa: g.xa,
             });
         }
-    }
-
-    fn commit(&mut self, timestamp: u32) -> Option<Piece> {
-        let tx = self.tx.take()?;
-        if let Some((domain, gtid)) = tx.gtid {
-            self.gtids.insert(domain, gtid);
+        if wire::MARIADB_BOOKKEEPING.contains(&kind) {
+            return Ok(SourceEvent::Skip);
         }
-        self.skip_first = 0;
-        self.last_reported = (self.file.clone(), self.next_offset);
-        Some(Piece {
-            changes: tx.changes,
-            position: self.position(self.next_offset),
-            skip_rows: 0,
-            timestamp,
-            ends_transaction: true,
-            heartbeat: false,
+        if kind == wire::MARIADB_QUERY_COMPRESSED || wire::MARIADB_ROWS_COMPRESSED.contains(&kind) {
+            return Ok(self.compressed(event, kind));
+        }
+        let data = event
+            .read_data()
+            .map_err(|e| unreadable(&at(), &format!("an unreadable event of type {kind}: {e}")))?;
+        Ok(match data {
+            Some(EventData::RotateEvent(rotate)) => {
+                let mut body = event.data().to_vec();
+                body.extend(event.checksum().unwrap_or_default());
+                let raw = wire::header_bytes(
+                    header.timestamp(),
+                    kind,
+                    header.server_id(),
+                    header.event_size(),
+                    header.log_pos(),
+                    header.flags_raw(),
+                );
+                let name = wire::rotate_name(&raw, &body).unwrap_or(rotate.name_raw());
+                SourceEvent::Rotate {
+                    file: String::from_utf8_lossy(name).into_owned(),
+                    offset: rotate.position(),
+                }
+            }
+            Some(EventData::QueryEvent(query)) => SourceEvent::Query {
+                schema: query.schema().into_owned(),
+                text: query.query().into_owned(),
+            },
+            // A LOAD DATA logged as a statement: the file's blocks, then
+            // the statement, which names the table.
+            Some(EventData::ExecuteLoadQueryEvent(load)) => SourceEvent::Query {
+                schema: load.schema().into_owned(),
+                text: load.query().into_owned(),
+            },
+            Some(EventData::BeginLoadQueryEvent(_) | EventData::AppendBlockEvent(_)) => {
+                SourceEvent::Skip
+            }
+            Some(EventData::DeleteFileEvent(_)) => SourceEvent::Skip,
+            // MySQL: a GTID event opens what is either a transaction (BEGIN
+            // follows) or a single statement.
+            Some(EventData::GtidEvent(_) | EventData::AnonymousGtidEvent(_)) => SourceEvent::Gtid {
+                gtid: None,
+                standalone: true,
+                xa: false,
+            },
+            Some(EventData::XidEvent(_)) => SourceEvent::Xid,
+            Some(EventData::XaPrepareLogEvent(raw)) => match wire::xa_prepare(&raw) {
+                Some((xid, one_phase)) => SourceEvent::XaPrepare { xid, one_phase },
+                None => SourceEvent::Unsupported("an XA PREPARE event too short to read".into()),
+            },
+            Some(EventData::HeartbeatEvent) => SourceEvent::Heartbeat,
+            Some(EventData::FormatDescriptionEvent(_)) => SourceEvent::FormatDescription,
+            Some(EventData::RowsEvent(rows)) => self.rows(&rows, &at()).await?,
+            // MySQL's compressed transaction: the stream hands out the
+            // events inside it next. Read here only to know it is readable.
+            Some(EventData::TransactionPayloadEvent(_)) => SourceEvent::Skip,
+            Some(
+                EventData::TableMapEvent(_)
+                | EventData::RowsQueryEvent(_)
+                | EventData::PreviousGtidsEvent(_)
+                | EventData::IntvarEvent(_)
+                | EventData::RandEvent(_)
+                | EventData::UserVarEvent(_)
+                | EventData::StopEvent
+                | EventData::IgnorableEvent(_)
+                | EventData::TransactionContextEvent(_)
+                | EventData::ViewChangeEvent(_),
+            ) => SourceEvent::Skip,
+            Some(EventData::IncidentEvent(incident)) => SourceEvent::Unsupported(format!(
+                "an incident event: the server says its binlog may lack changes ({:?})",
+                incident.message()
+            )),
+            Some(other) => SourceEvent::Unsupported(format!(
+                "a binlog event the replicator cannot read ({})",
+                event_name(&other)
+            )),
+            None if header.flags_raw() & wire::LOG_EVENT_IGNORABLE_F != 0 => SourceEvent::Skip,
+            None => SourceEvent::Unsupported(format!("a binlog event of unknown type {kind}")),
         })
     }
 
-    /// Progress outside a transaction, when the position moved.
-    fn progress(&mut self, timestamp: u32) -> Option<Piece> {
-        if self.tx.is_some() || self.last_reported == (self.file.clone(), self.next_offset) {
-            return None;
+    /// MariaDB's compressed events (`log_bin_compress=ON`): rows of other
+    /// tables are skipped; anything that may change the four tables stops.
+    fn compressed(&self, event: &Event, kind: u8) -> SourceEvent {
+        if kind != wire::MARIADB_QUERY_COMPRESSED {
+            let ours = wire::rows_table_id(event.data())
+                .and_then(|id| self.stream.get_tme(id))
+                .map(|tme| {
+                    tme.database_name() == self.source.database()
+                        && TableRows::from_table(&tme.table_name()).is_some()
+                });
+            if ours == Some(false) {
+                return SourceEvent::Skip;
+            }
         }
-        self.last_reported = (self.file.clone(), self.next_offset);
-        Some(Piece {
-            changes: Vec::new(),
-            position: self.position(self.next_offset),
-            skip_rows: 0,
-            timestamp,
-            ends_transaction: true,
-            heartbeat: false,
-        })
+        SourceEvent::Unsupported(
+            "a compressed binlog event (log_bin_compress=ON), which the replicator cannot read: \
+             SET GLOBAL log_bin_compress=OFF on the server, then take a fresh snapshot"
+                .into(),
+        )
     }
 
-    async fn rows(&mut self, rows: &RowsEventData<'_>, at: &BinlogPosition) -> Result<()> {
+    /// The row changes of a rows event of the four tables, or
+    /// [`SourceEvent::Skip`] for another table's. A delete written with
+    /// `FOREIGN_KEY_CHECKS=0` did not cascade: it becomes a
+    /// [`RowChange::Remove`].
+    async fn rows(&mut self, rows: &RowsEventData<'_>, at: &BinlogPosition) -> Result<SourceEvent> {
         let Some(tme) = self.stream.get_tme(rows.table_id()) else {
-            return Err(Error::decode(
-                "binlog",
-                format!("rows event without its table map at {at}"),
-            ));
+            return Err(unreadable(at, "a rows event without its table map"));
         };
         if tme.database_name() != self.source.database() {
-            return Ok(());
+            return Ok(SourceEvent::Skip);
         }
         let Some(table) = TableRows::from_table(&tme.table_name()) else {
-            return Ok(());
+            return Ok(SourceEvent::Skip);
         };
         // Column names: from the table map when the server logs them.
         let needs_lookup = !tme
@@ -325,27 +251,67 @@ impl BinlogReader {
             let names = self.columns.fetch(&self.source, table).await?;
             self.columns.insert(table, names);
         }
-        let tme = self.stream.get_tme(rows.table_id()).expect("checked above");
-        let Some(tx) = self.tx.as_mut() else {
-            return Ok(());
+        let Some(tme) = self.stream.get_tme(rows.table_id()) else {
+            return Err(unreadable(at, "a rows event without its table map"));
         };
-        let layout =
-            Layout::new(table, tme, self.columns.get(table)).map_err(|e| located(e, at))?;
-        let skip_first = self.skip_first;
+        let cascade = !rows.flags().contains(RowsEventFlags::NO_FOREIGN_KEY_CHECKS);
+        let layout = Layout::new(table, tme, self.columns.get(table))
+            .map_err(|e| row_error(e, table, at))?;
+        let mut changes = Vec::new();
         layout
             .read(rows, |change| {
-                tx.seen += 1;
-                if tx.seen > skip_first {
-                    tx.changes.push(change);
-                }
+                changes.push(match change {
+                    RowChange::Delete(row) if !cascade => RowChange::Remove(row),
+                    other => other,
+                });
                 Ok(())
             })
-            .map_err(|e| located(e, at))
+            .map_err(|e| row_error(e, table, at))?;
+        Ok(SourceEvent::Rows(changes))
     }
 
     /// Closes the replication connection.
     pub async fn close(self) {
         let _ = self.stream.close().await;
+    }
+}
+
+/// The name of an event kind, for messages.
+fn event_name(data: &EventData<'_>) -> String {
+    let debug = format!("{data:?}");
+    debug
+        .split(['(', ' ', '{'])
+        .next()
+        .unwrap_or("unknown")
+        .to_string()
+}
+
+fn unappliable(stop: Stop) -> Error {
+    Error::Unappliable {
+        position: stop.position,
+        table: stop.table.map(TableRows::table),
+        what: stop.what,
+    }
+}
+
+fn unreadable(at: &BinlogPosition, what: &str) -> Error {
+    Error::Unappliable {
+        position: at.clone(),
+        table: None,
+        what: what.to_string(),
+    }
+}
+
+/// A row image the model cannot read (a column missing, a value of the
+/// wrong type): the stream stops at its event.
+fn row_error(e: Error, table: TableRows, at: &BinlogPosition) -> Error {
+    match e {
+        Error::Decode { reason, .. } => Error::Unappliable {
+            position: at.clone(),
+            table: Some(table.table()),
+            what: reason,
+        },
+        other => other,
     }
 }
 
@@ -397,27 +363,6 @@ impl ColumnNames {
     }
 }
 
-/// A decoding error, with the position of its event.
-fn located(e: Error, at: &BinlogPosition) -> Error {
-    match e {
-        Error::Decode { table, reason } => {
-            Error::decode(table, format!("{reason} (event at {at})"))
-        }
-        other => other,
-    }
-}
-
-fn parse_gtids(gtid: Option<&str>) -> BTreeMap<u32, String> {
-    gtid.unwrap_or_default()
-        .split(',')
-        .filter_map(|g| {
-            let g = g.trim();
-            let domain = g.split('-').next()?.parse().ok()?;
-            Some((domain, g.to_string()))
-        })
-        .collect()
-}
-
 /// Sorts stream errors into a purged binlog (final) and a lost source (retried).
 fn stream_error(e: mysql_async::Error, position: &BinlogPosition) -> Error {
     match e {
@@ -445,19 +390,5 @@ fn stream_error(e: mysql_async::Error, position: &BinlogPosition) -> Error {
             Error::mysql(format!("reading the binlog at {position}"), e)
         }
         other => Error::SourceLost(other.to_string()),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn gtid_positions_are_kept_per_domain() {
-        let g = parse_gtids(Some("0-1-23,1-2-5"));
-        assert_eq!(g[&0], "0-1-23");
-        assert_eq!(g[&1], "1-2-5");
-        assert!(parse_gtids(None).is_empty());
-        assert!(parse_gtids(Some("")).is_empty());
     }
 }

@@ -1,21 +1,25 @@
 //! The MySQL side: connections, the prerequisite check, the consistent
 //! snapshot read and the binlog stream, on one `mysql_async` stack.
 
+mod assemble;
 mod binlog;
 mod decode;
 pub mod image;
 mod prereq;
 mod read;
+mod statement;
+mod wire;
 
 use mysql_async::prelude::Queryable;
 use std::path::Path;
 
 use mysql_async::{Conn, DriverError, Opts, OptsBuilder, SslOpts};
 
-pub use crate::model::{RowChange, SourceRow};
-pub use binlog::{BinlogReader, Piece, HEARTBEAT};
+pub use crate::model::{Content, RowChange, SourceRow, TableRows};
+pub use assemble::Piece;
+pub use binlog::{BinlogReader, HEARTBEAT};
 pub use prereq::{check_settings, ServerSettings, TABLES};
-pub use read::{ConsistentRead, TableRows};
+pub use read::ConsistentRead;
 
 use crate::config::{database_of, redact_url, SslMode};
 use crate::error::{mysql_code, Error, Result};

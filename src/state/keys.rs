@@ -8,6 +8,7 @@
 //! | `s` session_id                         | `Session`    |
 //! | `a` len(session_id) session_id attr_key | `Attribute`  |
 //! | `i` user_id session_id                 | expires_at, µs (8 bytes, big-endian; empty when unknown) |
+//! | `x` xid                                | a prepared XA transaction's `Vec<RowChange>` |
 //! | `~checkpoint`                          | JSON `Checkpoint` |
 
 use crate::model::Timestamp;
@@ -16,6 +17,8 @@ pub const CHECKPOINT: &[u8] = b"~checkpoint";
 pub const ATTRIBUTES: &[u8] = b"a";
 pub const INDEX: &[u8] = b"i";
 pub const SESSIONS: &[u8] = b"s";
+pub const USERS: &[u8] = b"u";
+pub const PREFERENCES: &[u8] = b"p";
 /// Every row key lies in `FIRST..LAST`; the checkpoint does not.
 pub const FIRST: &[u8] = b"a";
 pub const LAST: &[u8] = b"z";
@@ -51,6 +54,10 @@ pub fn attributes_of(session_id: &[u8]) -> Vec<u8> {
 
 pub fn attribute(session_id: &[u8], key: &[u8]) -> Vec<u8> {
     [&attributes_of(session_id)[..], key].concat()
+}
+
+pub fn xa(xid: &str) -> Vec<u8> {
+    [&b"x"[..], xid.as_bytes()].concat()
 }
 
 pub fn index_of(user_id: i64) -> Vec<u8> {

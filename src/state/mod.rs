@@ -26,7 +26,9 @@ pub use reader::StateReader;
 
 use crate::error::{Error, Result};
 use crate::model::view::Pending;
-use crate::model::{Attribute, Preferences, Session, SessionRef, User};
+use crate::model::{
+    Attribute, Preferences, RowChange, Session, SessionRef, SourceRow, TableRows, User, Xid,
+};
 
 /// Files in level 0 that start a compaction into level 1. Keys arrive in no
 /// useful order (a snapshot's attributes, streaming's updates all over the
@@ -214,6 +216,42 @@ impl StateStore {
         self.for_each_in_table(keys::SESSIONS, |_, v| f(self.decode(v)?))
     }
 
+    /// Every row of one table, in key order.
+    pub fn rows_of(&self, table: TableRows) -> Result<Vec<SourceRow>> {
+        let mut rows = Vec::new();
+        let prefix = match table {
+            TableRows::Users => keys::USERS,
+            TableRows::Preferences => keys::PREFERENCES,
+            TableRows::Sessions => keys::SESSIONS,
+            TableRows::Attributes => keys::ATTRIBUTES,
+        };
+        self.for_each_in_table(prefix, |_, v| {
+            rows.push(match table {
+                TableRows::Users => SourceRow::User(self.decode(v)?),
+                TableRows::Preferences => SourceRow::Preferences(self.decode(v)?),
+                TableRows::Sessions => SourceRow::Session(self.decode(v)?),
+                TableRows::Attributes => SourceRow::Attribute(self.decode(v)?),
+            });
+            Ok(())
+        })?;
+        Ok(rows)
+    }
+
+    /// The row changes of a prepared XA transaction, if one is held.
+    pub fn held_xa(&self, xid: &Xid) -> Result<Option<Vec<RowChange>>> {
+        self.get(&keys::xa(&xid.0))
+    }
+
+    /// The ids of the prepared XA transactions held.
+    pub fn held_xa_ids(&self) -> Result<Vec<String>> {
+        let mut ids = Vec::new();
+        self.for_each_in_table(b"x", |k, _| {
+            ids.push(String::from_utf8_lossy(&k[1..]).into_owned());
+            Ok(())
+        })?;
+        Ok(ids)
+    }
+
     /// Starts a batch of state writes; nothing is visible until [`Self::commit`].
     pub fn batch(&self) -> StateBatch {
         StateBatch::default()
@@ -338,6 +376,12 @@ impl StateBatch {
             match row {
                 Some(a) => b.put_attribute(a),
                 None => b.delete_attribute(session_id, key),
+            }
+        }
+        for (xid, held) in &pending.xa {
+            match held {
+                Some(changes) => b.put_row(keys::xa(xid), changes),
+                None => b.batch.delete(keys::xa(xid)),
             }
         }
         for ((user_id, session_id), entry) in &pending.index {

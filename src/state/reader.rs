@@ -17,7 +17,10 @@ use rocksdb::{DBRawIterator, ReadOptions};
 
 use super::{keys, StateStore};
 use crate::error::Result;
-use crate::model::{Attribute, Preferences, Session, SessionRef, StateView, User};
+use crate::model::{
+    Attribute, Preferences, RowChange, Session, SessionRef, SourceRow, StateView, TableRows, User,
+    Xid,
+};
 
 /// Keys a scan steps over before it seeks instead.
 const MAX_STEPS: usize = 16;
@@ -134,5 +137,13 @@ impl StateView for StateReader<'_> {
                 expires_at: keys::parse_index_value(v),
             })
         })
+    }
+
+    fn rows_of(&self, table: TableRows) -> Result<Vec<SourceRow>> {
+        self.store.rows_of(table)
+    }
+
+    fn held_xa(&self, xid: &Xid) -> Result<Option<Vec<RowChange>>> {
+        self.store.held_xa(xid)
     }
 }

@@ -9,6 +9,10 @@ pub struct Health {
     mysql_up: AtomicBool,
     redis_up: AtomicBool,
     streaming: AtomicBool,
+    /// The stream stopped on an event it cannot apply: unhealthy for good.
+    stopped: AtomicBool,
+    /// Redis refuses writes for lack of memory (`OOM`): unhealthy meanwhile.
+    redis_full: AtomicBool,
     /// Replication lag in milliseconds; `u64::MAX` while unknown.
     lag_ms: AtomicU64,
     ready_max_lag: Duration,
@@ -20,6 +24,8 @@ impl Health {
             mysql_up: AtomicBool::new(false),
             redis_up: AtomicBool::new(false),
             streaming: AtomicBool::new(false),
+            stopped: AtomicBool::new(false),
+            redis_full: AtomicBool::new(false),
             lag_ms: AtomicU64::new(u64::MAX),
             ready_max_lag,
         }
@@ -37,6 +43,16 @@ impl Health {
         self.streaming.store(streaming, Ordering::Relaxed);
     }
 
+    /// The stream stopped on an event it cannot apply exactly.
+    pub fn set_stopped(&self) {
+        self.stopped.store(true, Ordering::Relaxed);
+        self.streaming.store(false, Ordering::Relaxed);
+    }
+
+    pub fn set_redis_full(&self, full: bool) {
+        self.redis_full.store(full, Ordering::Relaxed);
+    }
+
     pub fn set_lag(&self, lag: Duration) {
         let ms = u64::try_from(lag.as_millis()).unwrap_or(u64::MAX - 1);
         self.lag_ms.store(ms, Ordering::Relaxed);
@@ -44,7 +60,10 @@ impl Health {
 
     /// The replicator runs and both connections are up.
     pub fn is_healthy(&self) -> bool {
-        self.mysql_up.load(Ordering::Relaxed) && self.redis_up.load(Ordering::Relaxed)
+        self.mysql_up.load(Ordering::Relaxed)
+            && self.redis_up.load(Ordering::Relaxed)
+            && !self.stopped.load(Ordering::Relaxed)
+            && !self.redis_full.load(Ordering::Relaxed)
     }
 
     /// Streaming, healthy, and caught up: the lag is known and under the limit.
@@ -62,10 +81,17 @@ impl Health {
             u64::MAX => "unknown".to_string(),
             ms => format!("{:.1}s", ms as f64 / 1000.0),
         };
+        let redis = match self.redis_full.load(Ordering::Relaxed) {
+            true => "out of memory (OOM)",
+            false => up(self.redis_up.load(Ordering::Relaxed)),
+        };
+        let stopped = match self.stopped.load(Ordering::Relaxed) {
+            true => ", stopped on an event it cannot apply (see the log)",
+            false => "",
+        };
         format!(
-            "mysql {}, redis {}, {}, lag {lag} (ready under {}s)\n",
+            "mysql {}, redis {redis}, {}, lag {lag} (ready under {}s){stopped}\n",
             up(self.mysql_up.load(Ordering::Relaxed)),
-            up(self.redis_up.load(Ordering::Relaxed)),
             if self.streaming.load(Ordering::Relaxed) {
                 "streaming"
             } else {
@@ -102,5 +128,13 @@ mod tests {
         assert!(h.is_ready());
         h.set_redis_up(false);
         assert!(!h.is_healthy() && !h.is_ready());
+        h.set_redis_up(true);
+        h.set_redis_full(true);
+        assert!(!h.is_healthy(), "Redis out of memory");
+        h.set_redis_full(false);
+        assert!(h.is_ready());
+        h.set_stopped();
+        assert!(!h.is_healthy() && !h.is_ready());
+        assert!(h.describe().contains("stopped"));
     }
 }

@@ -16,6 +16,7 @@ pub const CHECKPOINT_FILE: &str = "replicator_checkpoint_file_sequence";
 pub const CHECKPOINT_OFFSET: &str = "replicator_checkpoint_offset_bytes";
 pub const CHECKPOINT_TIME: &str = "replicator_checkpoint_timestamp_seconds";
 pub const LAG: &str = "replicator_lag_seconds";
+pub const STREAM_STOPS: &str = "replicator_stream_stops_total";
 pub const SNAPSHOT_ROWS: &str = "replicator_snapshot_rows";
 pub const SNAPSHOT_ROWS_ESTIMATED: &str = "replicator_snapshot_rows_estimated";
 
@@ -37,6 +38,10 @@ pub fn describe() {
     describe_counter!(
         REDIS_ERRORS,
         "Failed Redis writes, by kind: transient (retried) or fatal."
+    );
+    describe_counter!(
+        STREAM_STOPS,
+        "Times the stream stopped on a binlog event it cannot apply exactly (see the log's error)."
     );
     describe_counter!(
         RECONNECTS,
@@ -90,7 +95,7 @@ impl RowTally {
         let (kind, row) = match change {
             RowChange::Insert(row) => (0, row),
             RowChange::Update { after, .. } => (1, after),
-            RowChange::Delete(row) => (2, row),
+            RowChange::Delete(row) | RowChange::Remove(row) => (2, row),
         };
         let table = match row {
             SourceRow::User(_) => 0,
@@ -155,6 +160,10 @@ fn command_index(c: &Command) -> usize {
 pub fn redis_error(transient: bool) {
     let kind = if transient { "transient" } else { "fatal" };
     counter!(REDIS_ERRORS, "kind" => kind).increment(1);
+}
+
+pub fn stream_stopped() {
+    counter!(STREAM_STOPS).increment(1);
 }
 
 pub fn reconnect(target: &'static str) {

@@ -18,7 +18,14 @@
 //!   yet), and leaves the user's index alone;
 //! - deletes cascade as MySQL does, although MySQL logs no row events for
 //!   cascaded deletes: a user takes their preferences, sessions and
-//!   attributes; a session takes its attributes;
+//!   attributes; a session takes its attributes. A delete written with
+//!   `FOREIGN_KEY_CHECKS=0` ([`RowChange::Remove`]) and `TRUNCATE` do not
+//!   cascade: dependent rows stay, as orphans, and follow the field rules
+//!   (a session whose user row is missing has no user fields);
+//! - an update of a session that the state does not have is written whole,
+//!   from the after-image and the state, never as a partial hash;
+//! - an XA transaction's rows are held from its `XA PREPARE` (in the state,
+//!   so they survive a restart) and applied at its `XA COMMIT`;
 //! - every user index touched in a group is rewritten once, at the end of
 //!   the group, from the state.
 //!
@@ -32,10 +39,11 @@ use super::session::{
     preference_fields, session_fields, user_fields, write_session, write_user_index, Field,
 };
 use super::{
-    attribute_field, coalesce, Attribute, Bytes, Command, Keys, Overlay, Preferences, RowChange,
-    Session, SessionRef, SourceRow, StateView, Timestamp, User,
+    attribute_field, coalesce, Attribute, Bytes, Command, Content, Keys, Overlay, Preferences,
+    RowChange, Session, SessionRef, SourceRow, StateView, Timestamp, User,
 };
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::position::BinlogPosition;
 
 /// The Redis commands of a group of changes, in order.
 #[derive(Debug, Default)]
@@ -66,6 +74,66 @@ pub fn apply<V: StateView>(
         RowChange::Insert(row) => ctx.upsert(row, None),
         RowChange::Update { before, after } => ctx.upsert(after, Some(before)),
         RowChange::Delete(row) => ctx.delete(row),
+        RowChange::Remove(row) => ctx.vacate(row),
+    }
+}
+
+/// Applies one piece of the stream (see [`Content`]) and returns how many
+/// rows it changed. `at`: the position after the piece, for errors.
+pub fn apply_content<V: StateView>(
+    content: Content,
+    view: &mut Overlay<'_, V>,
+    keys: &Keys,
+    now: Timestamp,
+    out: &mut GroupOutput,
+    at: &BinlogPosition,
+) -> Result<usize> {
+    match content {
+        Content::Rows(changes) => {
+            let n = changes.len();
+            for change in changes {
+                apply(change, view, keys, now, out)?;
+            }
+            Ok(n)
+        }
+        Content::Truncate(table) => {
+            let rows = view.rows_of(table)?;
+            let n = rows.len();
+            for row in rows {
+                apply(RowChange::Remove(row), view, keys, now, out)?;
+            }
+            Ok(n)
+        }
+        Content::XaPrepare { xid, changes } => {
+            let n = changes.len();
+            view.hold_xa(&xid, changes);
+            Ok(n)
+        }
+        Content::XaCommit(xid) => {
+            let Some(changes) = view.held_xa(&xid)? else {
+                return Err(Error::Unappliable {
+                    position: at.clone(),
+                    table: None,
+                    what: format!(
+                        "XA COMMIT {xid} (the event ending there) of a transaction the replicator never \
+                         saw prepared: it was prepared before the snapshot, so its rows are unknown"
+                    ),
+                });
+            };
+            view.release_xa(&xid);
+            let n = changes.len();
+            prefetch(&changes, view)?;
+            for change in changes {
+                apply(change, view, keys, now, out)?;
+            }
+            Ok(n)
+        }
+        Content::XaRollback(xid) => {
+            // One prepared before the snapshot is not held: nothing to drop.
+            let n = view.held_xa(&xid)?.map_or(0, |c| c.len());
+            view.release_xa(&xid);
+            Ok(n)
+        }
     }
 }
 
@@ -83,12 +151,18 @@ pub fn prefetch<'k, V: StateView>(
     };
     view.prefetch_sessions(changes.into_iter().flat_map(|change| {
         let (first, second) = match change {
-            RowChange::Insert(row) | RowChange::Delete(row) => (row, None),
+            RowChange::Insert(row) | RowChange::Delete(row) | RowChange::Remove(row) => (row, None),
             RowChange::Update { before, after } => (after, Some(before)),
+        };
+        // An updated session is read too: whether the state has it.
+        let updated_session = match (change, first) {
+            (RowChange::Update { .. }, SourceRow::Session(s)) => Some(&s.session_id[..]),
+            _ => None,
         };
         attribute(first)
             .into_iter()
             .chain(second.and_then(attribute))
+            .chain(updated_session)
     }))
 }
 
@@ -233,9 +307,15 @@ impl<V: StateView> Ctx<'_, '_, V> {
     // ---- sessions
 
     /// `old`: the row before the change, as the event carries it; `None`
-    /// for an insert, or a row that took this new primary key. Nothing is
-    /// read for it: the state holds that same row.
+    /// for an insert, or a row that took this new primary key. An update
+    /// of a session the state does not have (a row MySQL kept when the
+    /// replicator had no cause to) is written whole, never as a partial
+    /// hash; otherwise the state holds the same row as the before image.
     fn upsert_session(&mut self, session: Session, old: Option<Session>) -> Result<()> {
+        let old = match old {
+            Some(old) => self.view.session(&old.session_id)?,
+            None => None,
+        };
         self.view.put_session(session.clone(), old.as_ref());
         let was_live = old.as_ref().is_some_and(|o| o.is_live(self.now));
         match old {

@@ -1,0 +1,441 @@
+//! What a sequence of binlog events means, decided with no I/O: events in,
+//! committed pieces (or a stop) out.
+//!
+//! The reader ([`super::binlog`]) turns the server's events into the small
+//! [`SourceEvent`] enum (rows already decoded, other tables' rows already
+//! dropped) and feeds them here, one at a time. The assembler keeps the
+//! transaction being read and yields a [`Piece`] when something is
+//! committed:
+//!
+//! - an ordinary transaction (GTID or `BEGIN` ... XID or `COMMIT`) yields its
+//!   row changes; `ROLLBACK` drops them; ``ROLLBACK TO `sp` `` drops those
+//!   logged since the savepoint (MariaDB logs them when the transaction also
+//!   wrote a non-transactional table);
+//! - a transaction larger than `max_rows` comes out in several pieces; each
+//!   leading piece says where to resume to continue right after it (the
+//!   transaction's start, skipping the row changes already handed out);
+//! - an XA transaction yields its rows at `XA PREPARE` as rows to hold, and
+//!   then `XA COMMIT` or `XA ROLLBACK` of its id, in a later piece of its own;
+//!   `XA COMMIT ... ONE PHASE` commits at once;
+//! - `TRUNCATE` of a source table yields the table to empty;
+//! - everything else moves the position on: other tables, other databases,
+//!   DDL the model follows (it also marks the column names stale).
+//!
+//! What cannot be applied exactly (statement-format DML on a source table,
+//! DDL that removes or renames what the model reads, an event the reader
+//! cannot read that may carry rows of ours) is a [`Stop`] at the event's
+//! position: nothing of the transaction it is in has been handed out, so
+//! the checkpoint stays before it.
+
+use std::collections::BTreeMap;
+
+use super::statement::{classify, Statement};
+use crate::model::{Content, RowChange, TableRows, Xid};
+use crate::position::BinlogPosition;
+
+/// A binlog event, as far as the assembler needs to know it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SourceEvent {
+    /// Opens a transaction. `gtid`: MariaDB's `(domain, "domain-server-seq")`;
+    /// `standalone`: a single statement follows, with no `BEGIN`/`COMMIT`
+    /// (MariaDB's flag; MySQL's GTID events always say so, and a `BEGIN`
+    /// that follows says otherwise); `xa`: an XA transaction (MariaDB logs
+    /// its `XA START` in the GTID event).
+    Gtid {
+        gtid: Option<(u32, String)>,
+        standalone: bool,
+        xa: bool,
+    },
+    /// A statement logged as text, with its default database.
+    Query {
+        schema: String,
+        text: String,
+    },
+    /// Row changes of the four tables (the reader drops other tables').
+    Rows(Vec<RowChange>),
+    /// The commit of a transaction.
+    Xid,
+    /// `XA PREPARE` of the transaction being read (`one_phase`: MySQL's
+    /// `XA COMMIT ... ONE PHASE`, which commits it).
+    XaPrepare {
+        xid: Xid,
+        one_phase: bool,
+    },
+    /// The next events come from `file`, at `offset`.
+    Rotate {
+        file: String,
+        offset: u64,
+    },
+    FormatDescription,
+    /// The server has nothing more to send for now.
+    Heartbeat,
+    /// An event that changes none of the four tables: a table map, rows of
+    /// other tables, an annotation, MariaDB's binlog checkpoints...
+    Skip,
+    /// An event the reader cannot read that may change the four tables.
+    Unsupported(String),
+}
+
+/// A piece of the stream.
+#[derive(Debug)]
+pub struct Piece {
+    pub content: Content,
+    /// Where to resume to continue right after this piece...
+    pub position: BinlogPosition,
+    /// ...skipping this many row changes of the transaction starting there.
+    pub skip_rows: u64,
+    /// The commit's timestamp, Unix seconds (0 for progress only).
+    pub timestamp: u32,
+    /// False for the leading parts of a transaction larger than `max_rows`.
+    pub ends_transaction: bool,
+    /// The server's heartbeat: it has nothing more to send, we are caught up.
+    pub heartbeat: bool,
+}
+
+/// An event that cannot be applied exactly: the stream stops before it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Stop {
+    /// Where the event starts.
+    pub position: BinlogPosition,
+    pub table: Option<TableRows>,
+    pub what: String,
+}
+
+/// A transaction being read.
+struct OpenTx {
+    start: BinlogPosition,
+    changes: Vec<RowChange>,
+    /// Row changes of this transaction read so far (handed out, skipped or
+    /// buffered), counted as the binlog holds them.
+    seen: u64,
+    /// Of those, the ones handed out in leading pieces, or skipped because
+    /// an earlier run had applied them.
+    handed_out: u64,
+    /// A single statement that ends with its query event.
+    standalone: bool,
+    /// An XA transaction: held whole until `XA PREPARE`, never in parts.
+    xa: bool,
+    gtid: Option<(u32, String)>,
+    /// Savepoints: name, `seen` and the buffer's length when set.
+    savepoints: Vec<(String, u64, usize)>,
+}
+
+/// The state machine. Feed it events in order with [`Assembler::feed`].
+pub struct Assembler {
+    database: String,
+    file: String,
+    next_offset: u64,
+    /// MariaDB GTID position per domain, as `domain-server-seq`.
+    gtids: BTreeMap<u32, String>,
+    tx: Option<OpenTx>,
+    /// Row changes to drop from the first transaction (resuming inside it).
+    skip_first: u64,
+    max_rows: usize,
+    last_reported: (String, u64),
+    /// A statement changed a source table's shape since the last call of
+    /// [`Assembler::take_reshaped`].
+    reshaped: bool,
+}
+
+/// One event and where the server says it ends.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Event {
+    pub event: SourceEvent,
+    /// The offset of the next event (the header's `log_pos`; 0 or an
+    /// earlier offset for artificial events).
+    pub end: u64,
+    /// The header's timestamp, Unix seconds.
+    pub timestamp: u32,
+}
+
+impl Assembler {
+    /// Starts at `position` (a transaction boundary, or the start of a
+    /// transaction of which `skip_rows` row changes were applied already),
+    /// for the tables of `database`.
+    pub fn new(database: &str, position: &BinlogPosition, skip_rows: u64, max_rows: usize) -> Self {
+        Assembler {
+            database: database.to_string(),
+            file: position.file.clone(),
+            next_offset: position.offset,
+            gtids: parse_gtids(position.gtid.as_deref()),
+            tx: None,
+            skip_first: skip_rows,
+            max_rows: max_rows.max(1),
+            last_reported: (position.file.clone(), position.offset),
+            reshaped: false,
+        }
+    }
+
+    /// The position of the next event to read.
+    pub fn position(&self) -> BinlogPosition {
+        self.at(self.next_offset)
+    }
+
+    fn at(&self, offset: u64) -> BinlogPosition {
+        let gtid = (!self.gtids.is_empty())
+            .then(|| self.gtids.values().cloned().collect::<Vec<_>>().join(","));
+        BinlogPosition::new(self.file.clone(), offset).with_gtid(gtid)
+    }
+
+    /// Whether a statement changed a source table's shape since the last
+    /// call (the column names the reader looked up are then stale).
+    pub fn take_reshaped(&mut self) -> bool {
+        std::mem::take(&mut self.reshaped)
+    }
+
+    /// Takes the next event: a piece when something is committed or the
+    /// position moved outside a transaction, a [`Stop`] when the event
+    /// cannot be applied exactly.
+    pub fn feed(&mut self, event: Event) -> Result<Option<Piece>, Stop> {
+        let Event {
+            event,
+            end,
+            timestamp,
+        } = event;
+        let start = self.position();
+        let stop = |table, what: String| Stop {
+            position: start.clone(),
+            table,
+            what,
+        };
+        let mut committed: Option<Option<Content>> = None;
+        match event {
+            SourceEvent::Gtid {
+                gtid,
+                standalone,
+                xa,
+            } => {
+                let tx = self.begin(start.clone(), standalone);
+                tx.gtid = gtid;
+                tx.xa |= xa;
+            }
+            SourceEvent::Query { schema, text } => match classify(&text, &schema, &self.database) {
+                Statement::Begin => self.begin(start.clone(), false).standalone = false,
+                Statement::Commit => committed = Some(None),
+                Statement::Rollback => {
+                    if let Some(tx) = &mut self.tx {
+                        tx.changes.clear();
+                        if tx.handed_out > 0 {
+                            return Err(stop(
+                                None,
+                                "ROLLBACK of a transaction already applied in part (it is larger \
+                                     than --max-transaction-rows)"
+                                    .into(),
+                            ));
+                        }
+                    }
+                    committed = Some(None);
+                }
+                Statement::Savepoint(name) => {
+                    if let Some(tx) = &mut self.tx {
+                        tx.savepoints.retain(|(n, ..)| *n != name);
+                        tx.savepoints.push((name, tx.seen, tx.changes.len()));
+                    }
+                }
+                Statement::ReleaseSavepoint(name) => {
+                    if let Some(tx) = &mut self.tx {
+                        if let Some(at) = tx.savepoints.iter().position(|(n, ..)| *n == name) {
+                            tx.savepoints.truncate(at);
+                        }
+                    }
+                }
+                Statement::RollbackToSavepoint(name) => {
+                    if let Some(tx) = &mut self.tx {
+                        tx.rollback_to(&name).map_err(|what| stop(None, what))?;
+                    }
+                }
+                Statement::XaFrame => {
+                    let tx = self.begin(start.clone(), false);
+                    tx.standalone = false;
+                    tx.xa = true;
+                }
+                Statement::XaCommit(xid) => committed = Some(Some(Content::XaCommit(xid))),
+                Statement::XaRollback(xid) => committed = Some(Some(Content::XaRollback(xid))),
+                Statement::Truncate(table) => {
+                    if self.tx.as_ref().is_some_and(|tx| !tx.changes.is_empty()) {
+                        return Err(stop(
+                            Some(table),
+                            "TRUNCATE inside a transaction that changed rows".into(),
+                        ));
+                    }
+                    committed = Some(Some(Content::Truncate(table)));
+                }
+                Statement::Reshape => {
+                    self.reshaped = true;
+                    committed = self.ends_standalone();
+                }
+                Statement::Unappliable { table, what } => return Err(stop(Some(table), what)),
+                Statement::Unrelated => committed = self.ends_standalone(),
+            },
+            SourceEvent::Rows(changes) => {
+                let skip = self.skip_first;
+                let tx = self.begin(start.clone(), false);
+                tx.standalone = false;
+                for change in changes {
+                    tx.seen += 1;
+                    if tx.seen > skip {
+                        tx.changes.push(change);
+                    }
+                }
+            }
+            SourceEvent::Xid => committed = Some(None),
+            SourceEvent::XaPrepare { xid, one_phase } => {
+                committed = Some(match one_phase {
+                    true => None,
+                    false => {
+                        let changes = self
+                            .tx
+                            .as_mut()
+                            .map(|tx| std::mem::take(&mut tx.changes))
+                            .unwrap_or_default();
+                        Some(Content::XaPrepare { xid, changes })
+                    }
+                });
+            }
+            SourceEvent::Rotate { file, offset } => {
+                self.file = file;
+                self.next_offset = offset;
+                return Ok(self.progress(0));
+            }
+            SourceEvent::Heartbeat => {
+                // A heartbeat's position is the server's, not ours to take.
+                if self.tx.is_some() {
+                    return Ok(None);
+                }
+                return Ok(Some(Piece {
+                    content: Content::Rows(Vec::new()),
+                    position: self.position(),
+                    skip_rows: 0,
+                    timestamp: 0,
+                    ends_transaction: true,
+                    heartbeat: true,
+                }));
+            }
+            SourceEvent::FormatDescription | SourceEvent::Skip => {}
+            SourceEvent::Unsupported(what) => return Err(stop(None, what)),
+        }
+        // Offsets only grow within a file (a rotation resets them, above);
+        // artificial events carry 0 or an earlier offset.
+        if end > self.next_offset {
+            self.next_offset = end;
+        }
+        if let Some(content) = committed {
+            return Ok(Some(self.commit(timestamp, content)));
+        }
+        if let Some(tx) = &mut self.tx {
+            if !tx.xa && tx.changes.len() >= self.max_rows {
+                tx.handed_out = tx.seen;
+                return Ok(Some(Piece {
+                    content: Content::Rows(std::mem::take(&mut tx.changes)),
+                    position: tx.start.clone(),
+                    skip_rows: tx.seen,
+                    timestamp,
+                    ends_transaction: false,
+                    heartbeat: false,
+                }));
+            }
+            return Ok(None);
+        }
+        Ok(self.progress(timestamp))
+    }
+
+    /// The transaction being read, opened at `start` if none is.
+    fn begin(&mut self, start: BinlogPosition, standalone: bool) -> &mut OpenTx {
+        let skip = self.skip_first;
+        self.tx.get_or_insert_with(|| OpenTx {
+            start,
+            changes: Vec::new(),
+            seen: 0,
+            handed_out: skip,
+            standalone,
+            xa: false,
+            gtid: None,
+            savepoints: Vec::new(),
+        })
+    }
+
+    /// A statement that commits by itself when it is the transaction's
+    /// only statement.
+    fn ends_standalone(&self) -> Option<Option<Content>> {
+        self.tx
+            .as_ref()
+            .is_some_and(|tx| tx.standalone)
+            .then_some(None)
+    }
+
+    /// Ends the transaction (if one is open): `content`, or its rows.
+    fn commit(&mut self, timestamp: u32, content: Option<Content>) -> Piece {
+        let tx = self.tx.take();
+        let changes = match tx {
+            Some(tx) => {
+                if let Some((domain, gtid)) = tx.gtid {
+                    self.gtids.insert(domain, gtid);
+                }
+                tx.changes
+            }
+            None => Vec::new(),
+        };
+        self.skip_first = 0;
+        self.last_reported = (self.file.clone(), self.next_offset);
+        Piece {
+            content: content.unwrap_or(Content::Rows(changes)),
+            position: self.position(),
+            skip_rows: 0,
+            timestamp,
+            ends_transaction: true,
+            heartbeat: false,
+        }
+    }
+
+    /// Progress outside a transaction, when the position moved.
+    fn progress(&mut self, timestamp: u32) -> Option<Piece> {
+        if self.tx.is_some() || self.last_reported == (self.file.clone(), self.next_offset) {
+            return None;
+        }
+        self.last_reported = (self.file.clone(), self.next_offset);
+        Some(Piece {
+            content: Content::Rows(Vec::new()),
+            position: self.position(),
+            skip_rows: 0,
+            timestamp,
+            ends_transaction: true,
+            heartbeat: false,
+        })
+    }
+}
+
+impl OpenTx {
+    /// ``ROLLBACK TO `name` ``: drops the row changes logged since the
+    /// savepoint, unless some were handed out already.
+    fn rollback_to(&mut self, name: &str) -> Result<(), String> {
+        let Some(at) = self.savepoints.iter().position(|(n, ..)| n == name) else {
+            return Err(format!(
+                "ROLLBACK TO SAVEPOINT `{name}`, a savepoint the binlog never set"
+            ));
+        };
+        let (_, seen, len) = self.savepoints[at];
+        if seen < self.handed_out {
+            return Err(format!(
+                "ROLLBACK TO SAVEPOINT `{name}` in a transaction already applied in part past \
+                 the savepoint (it is larger than --max-transaction-rows)"
+            ));
+        }
+        self.changes.truncate(len);
+        self.savepoints.truncate(at + 1);
+        Ok(())
+    }
+}
+
+fn parse_gtids(gtid: Option<&str>) -> BTreeMap<u32, String> {
+    gtid.unwrap_or_default()
+        .split(',')
+        .filter_map(|g| {
+            let g = g.trim();
+            let domain = g.split('-').next()?.parse().ok()?;
+            Some((domain, g.to_string()))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;

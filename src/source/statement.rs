@@ -1,0 +1,455 @@
+//! What a statement logged as text (a query event) means for the four
+//! tables.
+//!
+//! The server logs as text: transaction control (`BEGIN`, `COMMIT`,
+//! savepoints, XA), DDL (`TRUNCATE` included), and, from a session that
+//! switched to `binlog_format=STATEMENT` or `MIXED`, DML itself. Control is
+//! written by the server in a few fixed forms and read here by keyword; the
+//! rest is parsed with `sqlparser`'s MySQL dialect and sorted into what the
+//! replicator can follow exactly (a `TRUNCATE`, a column added) and what it
+//! cannot (statement-format DML on a source table, a source table dropped or
+//! renamed, a column the model reads dropped, renamed or retyped). A
+//! statement the parser cannot read that names a source table counts as
+//! touching it: the replicator stops rather than guess.
+
+use sqlparser::ast::{
+    AlterColumnOperation, AlterTableOperation, FromTable, ObjectName, ObjectNamePart, ObjectType,
+    Statement as Ast, TableFactor, TableObject, TableWithJoins, UpdateTableFromKind,
+};
+use sqlparser::dialect::MySqlDialect;
+use sqlparser::parser::Parser;
+use sqlparser::tokenizer::{Token, Tokenizer};
+
+use crate::model::{TableRows, Xid};
+
+/// A statement, as the binlog's reader needs to know it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Statement {
+    Begin,
+    Commit,
+    Rollback,
+    Savepoint(String),
+    RollbackToSavepoint(String),
+    ReleaseSavepoint(String),
+    /// `XA START`, `XA END`: framing of an XA transaction's rows.
+    XaFrame,
+    XaCommit(Xid),
+    XaRollback(Xid),
+    /// Empties one of the four tables.
+    Truncate(TableRows),
+    /// Changes one of the four tables' shape in a way the model follows
+    /// (a column added, an index dropped): column names must be read again.
+    Reshape,
+    /// Changes one of the four tables in a way that cannot be applied
+    /// exactly.
+    Unappliable {
+        table: TableRows,
+        what: String,
+    },
+    /// Changes none of the four tables.
+    Unrelated,
+}
+
+impl Xid {
+    /// From the text after `XA COMMIT` / `XA ROLLBACK` (`X'..',X'..',N`,
+    /// or the quoted string forms a client may type).
+    pub fn parse(text: &str) -> Option<Xid> {
+        let mut parts = split_xid(text.trim())?.into_iter();
+        let gtrid = parts.next()?;
+        let bqual = parts.next().unwrap_or_default();
+        let format_id = match parts.next() {
+            Some(n) => std::str::from_utf8(&n).ok()?.trim().parse().ok()?,
+            None => 1,
+        };
+        Some(Xid::from_parts(format_id, &gtrid, &bqual))
+    }
+}
+
+/// The comma-separated parts of an xid: `X'6131'` and `'a1'` give bytes, a
+/// bare number its digits.
+fn split_xid(text: &str) -> Option<Vec<Vec<u8>>> {
+    let mut parts = Vec::new();
+    let mut rest = text;
+    while !rest.is_empty() {
+        rest = rest.trim_start();
+        let (part, after) = if let Some(r) = rest
+            .strip_prefix(['X', 'x'])
+            .and_then(|r| r.strip_prefix('\''))
+        {
+            let end = r.find('\'')?;
+            let digits = &r[..end];
+            let bytes = (0..digits.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(digits.get(i..i + 2)?, 16).ok())
+                .collect::<Option<Vec<u8>>>()?;
+            (bytes, &r[end + 1..])
+        } else if let Some(r) = rest.strip_prefix('\'') {
+            let end = r.find('\'')?;
+            (r.as_bytes()[..end].to_vec(), &r[end + 1..])
+        } else {
+            let end = rest.find(',').unwrap_or(rest.len());
+            (rest[..end].trim().as_bytes().to_vec(), &rest[end..])
+        };
+        parts.push(part);
+        rest = after.trim_start();
+        match rest.strip_prefix(',') {
+            Some(r) => rest = r,
+            None if rest.is_empty() => {}
+            None => return None,
+        }
+    }
+    Some(parts)
+}
+
+/// Classifies a query event's text. `schema`: the event's default
+/// database; `database`: the one the replicator watches.
+pub fn classify(text: &str, schema: &str, database: &str) -> Statement {
+    let body = strip_leading_comments(text);
+    let words: Vec<String> = body
+        .split_whitespace()
+        .take(3)
+        .map(|w| w.trim_end_matches(';').to_ascii_uppercase())
+        .collect();
+    let word = |i: usize| words.get(i).map(String::as_str).unwrap_or("");
+    match (word(0), word(1)) {
+        ("BEGIN", "") | ("START", "TRANSACTION") => return Statement::Begin,
+        ("COMMIT", _) => return Statement::Commit,
+        ("ROLLBACK", "") => return Statement::Rollback,
+        ("ROLLBACK", "TO") => return Statement::RollbackToSavepoint(savepoint_name(body, 2)),
+        ("ROLLBACK", "WORK") if word(2).is_empty() => return Statement::Rollback,
+        ("SAVEPOINT", _) => return Statement::Savepoint(savepoint_name(body, 1)),
+        ("RELEASE", "SAVEPOINT") => return Statement::ReleaseSavepoint(savepoint_name(body, 2)),
+        ("XA", "START" | "BEGIN" | "END" | "PREPARE") => return Statement::XaFrame,
+        ("XA", "COMMIT") => {
+            let rest = after_words(body, 2);
+            let rest = strip_suffix_ci(rest.trim(), "ONE PHASE").unwrap_or(rest);
+            return xid_statement(rest, Statement::XaCommit);
+        }
+        ("XA", "ROLLBACK") => return xid_statement(after_words(body, 2), Statement::XaRollback),
+        _ => {}
+    }
+    let watch = Watch { schema, database };
+    match Parser::parse_sql(&MySqlDialect {}, body) {
+        Ok(statements) => statements
+            .iter()
+            .map(|s| watch.statement(s))
+            .find(|s| *s != Statement::Unrelated)
+            .unwrap_or(Statement::Unrelated),
+        Err(_) => watch.unparsed(body, word(0)),
+    }
+}
+
+fn xid_statement(text: &str, make: fn(Xid) -> Statement) -> Statement {
+    match Xid::parse(text) {
+        Some(xid) => make(xid),
+        // The server never logs such a form; nothing of ours is named.
+        None => Statement::Unrelated,
+    }
+}
+
+/// The tables of the four, and whether a name is one of them.
+struct Watch<'a> {
+    schema: &'a str,
+    database: &'a str,
+}
+
+impl Watch<'_> {
+    /// The source table a name denotes, if any (names compare without
+    /// regard to case: a false stop is better than a missed change).
+    fn table(&self, name: &ObjectName) -> Option<TableRows> {
+        let parts: Vec<&str> = name
+            .0
+            .iter()
+            .map(|p| match p {
+                ObjectNamePart::Identifier(ident) => ident.value.as_str(),
+                ObjectNamePart::Function(_) => "",
+            })
+            .collect();
+        let (db, table) = match parts.as_slice() {
+            [table] => (self.schema, *table),
+            [.., db, table] => (*db, *table),
+            [] => return None,
+        };
+        if !db.eq_ignore_ascii_case(self.database) {
+            return None;
+        }
+        TableRows::ALL
+            .into_iter()
+            .find(|t| t.table().eq_ignore_ascii_case(table))
+    }
+
+    fn first_of<'n>(&self, names: impl IntoIterator<Item = &'n ObjectName>) -> Option<TableRows> {
+        names.into_iter().find_map(|n| self.table(n))
+    }
+
+    fn statement(&self, statement: &Ast) -> Statement {
+        let unappliable = |table, what: &str| Statement::Unappliable {
+            table,
+            what: what.to_string(),
+        };
+        match statement {
+            Ast::Insert(insert) => {
+                let TableObject::TableName(name) = &insert.table else {
+                    return Statement::Unrelated;
+                };
+                match self.table(name) {
+                    Some(t) if insert.replace_into => unappliable(
+                        t,
+                        "a REPLACE logged as a statement (binlog_format=STATEMENT or MIXED)",
+                    ),
+                    Some(t) => unappliable(
+                        t,
+                        "an INSERT logged as a statement (binlog_format=STATEMENT or MIXED)",
+                    ),
+                    None => Statement::Unrelated,
+                }
+            }
+            Ast::Update(update) => {
+                let mut names = relations(&update.table);
+                if let Some(
+                    UpdateTableFromKind::BeforeSet(from) | UpdateTableFromKind::AfterSet(from),
+                ) = &update.from
+                {
+                    names.extend(from.iter().flat_map(relations));
+                }
+                match self.first_of(names) {
+                    Some(t) => unappliable(
+                        t,
+                        "an UPDATE logged as a statement (binlog_format=STATEMENT or MIXED)",
+                    ),
+                    None => Statement::Unrelated,
+                }
+            }
+            Ast::Delete(delete) => {
+                let mut names: Vec<&ObjectName> = delete.tables.iter().collect();
+                let (FromTable::WithFromKeyword(from) | FromTable::WithoutKeyword(from)) =
+                    &delete.from;
+                names.extend(from.iter().flat_map(relations));
+                if let Some(using) = &delete.using {
+                    names.extend(using.iter().flat_map(relations));
+                }
+                match self.first_of(names) {
+                    Some(t) => unappliable(
+                        t,
+                        "a DELETE logged as a statement (binlog_format=STATEMENT or MIXED)",
+                    ),
+                    None => Statement::Unrelated,
+                }
+            }
+            Ast::LoadData { table_name, .. } => match self.table(table_name) {
+                Some(t) => unappliable(t, "a LOAD DATA logged as a statement"),
+                None => Statement::Unrelated,
+            },
+            Ast::Truncate(truncate) => {
+                match self.first_of(truncate.table_names.iter().map(|t| &t.name)) {
+                    Some(t) => Statement::Truncate(t),
+                    None => Statement::Unrelated,
+                }
+            }
+            Ast::Drop {
+                object_type: ObjectType::Table,
+                names,
+                temporary: false,
+                ..
+            } => match self.first_of(names) {
+                Some(t) => unappliable(t, "DROP TABLE of a source table"),
+                None => Statement::Unrelated,
+            },
+            Ast::RenameTable(renames) => {
+                let names = renames.iter().flat_map(|r| [&r.old_name, &r.new_name]);
+                match self.first_of(names) {
+                    Some(t) => unappliable(t, "RENAME TABLE of a source table"),
+                    None => Statement::Unrelated,
+                }
+            }
+            Ast::AlterTable(alter) => match self.table(&alter.name) {
+                Some(t) => alter_table(t, &alter.operations),
+                None => Statement::Unrelated,
+            },
+            _ => Statement::Unrelated,
+        }
+    }
+
+    /// A statement the parser could not read: maintenance that never
+    /// changes rows is unrelated; anything else that names one of the four
+    /// tables counts as changing it.
+    fn unparsed(&self, body: &str, verb: &str) -> Statement {
+        const NO_ROW_CHANGES: [&str; 6] =
+            ["ANALYZE", "OPTIMIZE", "CHECK", "GRANT", "REVOKE", "FLUSH"];
+        if NO_ROW_CHANGES.contains(&verb) {
+            return Statement::Unrelated;
+        }
+        match self.named_table(body) {
+            Some(table) => Statement::Unappliable {
+                table,
+                what: format!(
+                    "a statement the replicator cannot read ({verb} ...) that names a source table"
+                ),
+            },
+            None => Statement::Unrelated,
+        }
+    }
+
+    /// The first source table named anywhere in the statement's tokens.
+    fn named_table(&self, body: &str) -> Option<TableRows> {
+        let tokens = Tokenizer::new(&MySqlDialect {}, body).tokenize().ok()?;
+        let words: Vec<Option<&str>> = tokens
+            .iter()
+            .filter(|t| !matches!(t, Token::Whitespace(_)))
+            .map(|t| match t {
+                Token::Word(w) => Some(w.value.as_str()),
+                _ => None,
+            })
+            .collect();
+        let dotted = |i: usize| {
+            tokens
+                .iter()
+                .filter(|t| !matches!(t, Token::Whitespace(_)))
+                .nth(i)
+                .is_some_and(|t| *t == Token::Period)
+        };
+        words.iter().enumerate().find_map(|(i, word)| {
+            let word = (*word)?;
+            // `db.table`: the word before the period names the database.
+            let db = match i.checked_sub(2) {
+                Some(at) if dotted(i - 1) => words[at]?,
+                _ => self.schema,
+            };
+            if i + 1 < words.len() && dotted(i + 1) {
+                return None; // a database (or table) name followed by a period
+            }
+            let name = ObjectName::from(vec![
+                sqlparser::ast::Ident::new(db),
+                sqlparser::ast::Ident::new(word),
+            ]);
+            self.table(&name)
+        })
+    }
+}
+
+/// The table names of a `FROM`-like clause, joins included.
+fn relations(table: &TableWithJoins) -> Vec<&ObjectName> {
+    let mut names = Vec::new();
+    for factor in std::iter::once(&table.relation).chain(table.joins.iter().map(|j| &j.relation)) {
+        match factor {
+            TableFactor::Table { name, .. } => names.push(name),
+            TableFactor::NestedJoin {
+                table_with_joins, ..
+            } => names.extend(relations(table_with_joins)),
+            _ => {}
+        }
+    }
+    names
+}
+
+/// `ALTER TABLE` of a source table: followed when it leaves every column
+/// the model reads as it was; otherwise it cannot be applied exactly (the
+/// server converts stored values without logging rows).
+fn alter_table(table: TableRows, operations: &[AlterTableOperation]) -> Statement {
+    let reads = |column: &str| {
+        table
+            .columns()
+            .iter()
+            .any(|c| c.eq_ignore_ascii_case(column))
+    };
+    for op in operations {
+        let touched = match op {
+            AlterTableOperation::DropColumn { column_names, .. } => column_names
+                .iter()
+                .find(|c| reads(&c.value))
+                .map(|c| ("dropped", c)),
+            AlterTableOperation::RenameColumn {
+                old_column_name, ..
+            } => reads(&old_column_name.value).then_some(("renamed", old_column_name)),
+            AlterTableOperation::ChangeColumn { old_name, .. } => {
+                reads(&old_name.value).then_some(("changed", old_name))
+            }
+            AlterTableOperation::ModifyColumn { col_name, .. } => {
+                reads(&col_name.value).then_some(("changed", col_name))
+            }
+            AlterTableOperation::AlterColumn { column_name, op } => {
+                let keeps_values = matches!(
+                    op,
+                    AlterColumnOperation::SetDefault { .. } | AlterColumnOperation::DropDefault
+                );
+                (!keeps_values && reads(&column_name.value)).then_some(("changed", column_name))
+            }
+            AlterTableOperation::RenameTable { .. } => {
+                return Statement::Unappliable {
+                    table,
+                    what: "ALTER TABLE ... RENAME of a source table".into(),
+                }
+            }
+            _ => None,
+        };
+        if let Some((how, column)) = touched {
+            return Statement::Unappliable {
+                table,
+                what: format!(
+                    "ALTER TABLE: column `{}`, which the model reads, {how}",
+                    column.value
+                ),
+            };
+        }
+    }
+    Statement::Reshape
+}
+
+/// The text after the first `n` words.
+fn after_words(text: &str, n: usize) -> &str {
+    let mut rest = text.trim_start();
+    for _ in 0..n {
+        let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+        rest = rest[end..].trim_start();
+    }
+    rest
+}
+
+/// A savepoint's name: the word after the first `n` words (and after
+/// `SAVEPOINT`, where `ROLLBACK TO SAVEPOINT` spells it), unquoted.
+fn savepoint_name(text: &str, n: usize) -> String {
+    let mut rest = after_words(text, n);
+    if rest.len() > 9
+        && rest[..9].eq_ignore_ascii_case("SAVEPOINT")
+        && rest[9..].starts_with(char::is_whitespace)
+    {
+        rest = after_words(rest, 1);
+    }
+    let name = rest.trim().trim_end_matches(';').trim();
+    match name.strip_prefix('`').and_then(|n| n.strip_suffix('`')) {
+        Some(quoted) => quoted.replace("``", "`"),
+        None => name.to_string(),
+    }
+}
+
+fn strip_suffix_ci<'t>(text: &'t str, suffix: &str) -> Option<&'t str> {
+    let at = text.len().checked_sub(suffix.len())?;
+    (text.is_char_boundary(at) && text[at..].eq_ignore_ascii_case(suffix)).then(|| &text[..at])
+}
+
+/// The statement without the comments that may lead it (`/* ... */`, `#`, `-- `).
+fn strip_leading_comments(text: &str) -> &str {
+    let mut rest = text.trim_start();
+    loop {
+        if let Some(r) = rest.strip_prefix("/*") {
+            // `/*! ... */` and `/*M! ... */` are executable comments: code.
+            if r.starts_with('!') || r.starts_with("M!") {
+                return rest;
+            }
+            match r.find("*/") {
+                Some(end) => rest = r[end + 2..].trim_start(),
+                None => return rest,
+            }
+        } else if rest.starts_with('#') || rest.starts_with("-- ") {
+            match rest.find('\n') {
+                Some(end) => rest = rest[end + 1..].trim_start(),
+                None => return "",
+            }
+        } else {
+            return rest;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
