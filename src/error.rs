@@ -159,8 +159,11 @@ impl Error {
     pub fn is_redis_out_of_memory(&self) -> bool {
         match self {
             Error::Redis { source, .. } => {
+                // Alone, or among the errors of an aborted transaction.
+                let text = source.to_string();
                 source.code() == Some("OOM")
-                    || source.to_string().contains("OOM command not allowed")
+                    || (text.contains("OOM")
+                        && text.contains("command not allowed when used memory"))
             }
             _ => false,
         }

@@ -136,7 +136,10 @@ impl BinlogReader {
         Ok(match data {
             Some(EventData::RotateEvent(rotate)) => {
                 let mut body = event.data().to_vec();
-                body.extend(event.checksum().unwrap_or_default());
+                // Put back the checksum the stream's reader took off, if any.
+                if let Some(checksum) = event.checksum() {
+                    body.extend(checksum);
+                }
                 let raw = wire::header_bytes(
                     header.timestamp(),
                     kind,

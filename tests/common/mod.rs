@@ -163,6 +163,40 @@ impl TestDb {
         }
     }
 
+    /// A connection of its own (not from the pool), as the admin account.
+    pub async fn conn(&self) -> mysql_async::Conn {
+        let opts = mysql_async::Opts::from_url(&self.servers.admin_url).expect("MYSQL_ADMIN_URL");
+        let opts = mysql_async::OptsBuilder::from_opts(opts)
+            .db_name(Some(&self.name))
+            .init(vec!["SET time_zone = '+00:00'", "SET NAMES utf8mb4"]);
+        mysql_async::Conn::new(opts).await.unwrap()
+    }
+
+    /// Runs `sql` in an XA transaction `xid` up to its `XA PREPARE`, on a
+    /// connection that then disconnects: the prepared transaction is left
+    /// for any connection to commit or roll back (`XA COMMIT 'xid'`).
+    pub async fn xa_prepare(&self, xid: &str, sql: &str) {
+        let mut conn = self.conn().await;
+        conn.query_drop(format!(
+            "XA START '{xid}'; {sql}; XA END '{xid}'; XA PREPARE '{xid}'"
+        ))
+        .await
+        .unwrap_or_else(|e| panic!("{e}\nin XA {xid}: {sql}"));
+        conn.disconnect().await.unwrap();
+    }
+
+    /// The committed checkpoint's position, as `status --json` reports it.
+    pub async fn checkpoint(&self) -> (String, u64) {
+        let out = self.run(&["status", "--json"]).await;
+        let status: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("status --json: {e}: {}", stderr(&out)));
+        let position = &status["checkpoint"]["position"];
+        (
+            position["file"].as_str().unwrap_or_default().to_string(),
+            position["offset"].as_u64().unwrap_or_default(),
+        )
+    }
+
     /// Runs a query and returns the rows.
     pub async fn query<T: mysql_async::prelude::FromRow + Send + 'static>(
         &self,
