@@ -35,21 +35,31 @@ async fn field(db: &TestDb, session: &str, f: &str) -> Option<String> {
 
 /// Crash trials: the workload runs while the replicator is SIGKILLed at
 /// random instants (in a snapshot, while streaming, inside a transaction
-/// applied in steps), and restarted; at the end Redis must match.
+/// applied in steps), and restarted; at the end Redis must match. Each
+/// trial also prepares an XA transaction that the next trial resolves
+/// (mostly commits): its rows are held across the kill.
 async fn crash_trials(trials: u32, seed: u64) {
     let db = TestDb::new(&format!("crash_{seed}")).await;
     let mut work = Workload::new(seed);
     db.sql(&work.initial()).await;
+    db.sql(&work.xa_setup()).await;
     let log = log_path(&db, "crash");
+    let mut held: Option<(String, bool)> = None;
     for trial in 0..trials {
         if trial % 4 == 0 {
-            // No checkpoint: this run starts with a snapshot, and may die in it.
+            // No checkpoint: this run starts with a snapshot, and may die in
+            // it. (A snapshot cannot see the rows of an XA transaction
+            // prepared at the time, so none is left prepared across it.)
+            resolve_xa(&db, held.take()).await;
             let _ = std::fs::remove_dir_all(&db.state_dir);
         }
         let mut child = sidecar(&db, &["--max-transaction-rows", "300"], &log);
         let kill_after = Duration::from_millis(work.rng().random_range(0..400));
         let writes = async {
             for i in 0..25 {
+                if i == 3 {
+                    resolve_xa(&db, held.take()).await;
+                }
                 let sql = if i == 10 && trial % 2 == 1 {
                     work.large_transaction(1_000)
                 } else {
@@ -64,7 +74,19 @@ async fn crash_trials(trials: u32, seed: u64) {
         };
         tokio::join!(writes, kill);
         child.wait().await.unwrap();
+        // Prepared while the replicator is down, resolved while the next
+        // run streams: held across a restart (and maybe its kill). Only
+        // once a run has streamed, so that there is a checkpoint.
+        let streamed =
+            std::fs::read_to_string(&log).is_ok_and(|t| t.contains("streaming the binlog"));
+        if held.is_none() && streamed {
+            let xid = format!("crash{seed}_{trial}");
+            if db.try_xa_prepare(&xid, &work.xa_body()).await {
+                held = Some((xid, work.rng().random_bool(0.75)));
+            }
+        }
     }
+    resolve_xa(&db, held.take()).await;
     db.catch_up().await;
     let out = db.run(&["verify"]).await;
     assert!(
@@ -74,6 +96,19 @@ async fn crash_trials(trials: u32, seed: u64) {
         std::fs::read_to_string(&log).unwrap_or_default()
     );
     let _ = std::fs::remove_file(log);
+}
+
+/// Commits (or rolls back) a prepared XA transaction. The server detaches
+/// it from the connection that prepared it a moment after that connection
+/// closes; until then it is unknown to the others.
+async fn resolve_xa(db: &TestDb, held: Option<(String, bool)>) {
+    let Some((xid, commit)) = held else { return };
+    let verb = if commit { "COMMIT" } else { "ROLLBACK" };
+    let sql = format!("XA {verb} '{xid}'");
+    db.wait_for(&sql, Duration::from_secs(10), || async {
+        db.try_sql(&sql).await.is_ok()
+    })
+    .await;
 }
 
 #[tokio::test]

@@ -185,6 +185,24 @@ impl TestDb {
         conn.disconnect().await.unwrap();
     }
 
+    /// [`Self::xa_prepare`] of SQL that may fail: false (and nothing left
+    /// prepared) when it did.
+    pub async fn try_xa_prepare(&self, xid: &str, sql: &str) -> bool {
+        let mut conn = self.conn().await;
+        let prepared = conn
+            .query_drop(format!(
+                "SET SESSION innodb_lock_wait_timeout = 5; XA START '{xid}'; {sql}; XA END '{xid}'; XA PREPARE '{xid}'"
+            ))
+            .await
+            .is_ok();
+        if !prepared {
+            let _ = conn.query_drop(format!("XA END '{xid}'")).await;
+            let _ = conn.query_drop(format!("XA ROLLBACK '{xid}'")).await;
+        }
+        let _ = conn.disconnect().await;
+        prepared
+    }
+
     /// The committed checkpoint's position, as `status --json` reports it.
     pub async fn checkpoint(&self) -> (String, u64) {
         let out = self.run(&["status", "--json"]).await;

@@ -128,6 +128,28 @@ impl Workload {
         }
     }
 
+    /// The user and session that XA transactions change, which no other
+    /// statement of the workload touches: a prepared XA transaction holds
+    /// its row locks until it is resolved, and must not stall the others.
+    pub fn xa_setup(&self) -> String {
+        "INSERT IGNORE INTO users (user_id, username, email, password_hash) VALUES (9000, 'xa', 'xa@x', 'h');
+         INSERT IGNORE INTO user_sessions (session_id, user_id, created_at, expires_at)
+           VALUES ('xa-session', 9000, NOW(), '2037-01-01 00:00:00');"
+            .into()
+    }
+
+    /// The statements of an XA transaction, on the XA user only.
+    pub fn xa_body(&mut self) -> String {
+        let word = self.rng.random_range(0..10_000);
+        format!(
+            "UPDATE users SET email = 'xa{word}@x' WHERE user_id = 9000;
+             INSERT INTO session_data (session_id, attribute_key, attribute_value) VALUES ('xa-session', 'x{}', 'v{word}')
+               ON DUPLICATE KEY UPDATE attribute_value = 'w{word}';
+             INSERT INTO user_preferences (user_id, theme) VALUES (9000, 't{word}') ON DUPLICATE KEY UPDATE theme = 't{word}'",
+            word % 3
+        )
+    }
+
     pub fn rng(&mut self) -> &mut StdRng {
         &mut self.rng
     }
