@@ -487,3 +487,67 @@ fn sequence(file: &str) -> u64 {
         .and_then(|n| n.parse().ok())
         .unwrap_or(0)
 }
+
+#[tokio::test]
+async fn a_row_image_without_the_model_columns_stops() {
+    let db = fixture("row_image").await;
+    assert_stops(
+        &db,
+        "SET SESSION binlog_row_image = 'MINIMAL'; UPDATE users SET email = 'min@x' WHERE user_id = 1",
+        &["`users`", "binlog_row_image=FULL"],
+    )
+    .await;
+    db.catch_up_with(&["--resnapshot-if-needed"]).await;
+    db.assert_verified().await;
+    // NOBLOB leaves out an unchanged TEXT column the model reads.
+    assert_stops(
+        &db,
+        "SET SESSION binlog_row_image = 'NOBLOB'; UPDATE user_sessions SET ip_address = '10.1.1.1' WHERE session_id = 's1'",
+        &["`user_sessions`", "binlog_row_image=FULL"],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_compressed_binlog_is_read_like_a_plain_one() {
+    // MariaDB's log_bin_compress: queries and row data of more than ten
+    // bytes are written compressed.
+    let mariadb = PrivateServices::mariadb("--log-bin-compress=ON --log-bin-compress-min-len=10");
+    let db = fixture_on(mariadb.servers(), "compressed").await;
+    let compressed: Vec<(String, String)> =
+        db.query("SHOW VARIABLES LIKE 'log_bin_compress'").await;
+    assert_eq!(compressed[0].1, "ON");
+    db.assert_verified().await;
+    change(
+        &db,
+        "UPDATE users SET username = 'a rather longer name to compress', email = 'long@x' WHERE user_id = 1;
+         INSERT INTO session_data (session_id, attribute_key, attribute_value) VALUES ('s2', 'blob', REPEAT('xyz', 500));
+         DELETE FROM user_sessions WHERE session_id = 's3'",
+    )
+    .await;
+    assert_eq!(
+        db.session("s2").await["username"],
+        "a rather longer name to compress"
+    );
+    assert_eq!(db.session("s2").await["attr_blob"].len(), 1500);
+    let server: Vec<(String, u64, String, String)> = db.query("SHOW MASTER STATUS").await;
+    let events: Vec<mysql_async::Row> = db
+        .query(&format!("SHOW BINLOG EVENTS IN '{}'", server[0].0))
+        .await;
+    let kinds: Vec<String> = events.iter().filter_map(|e| e.get("Event_type")).collect();
+    for kind in [
+        "Query_compressed",
+        "Write_rows_compressed_v1",
+        "Update_rows_compressed_v1",
+    ] {
+        assert!(kinds.iter().any(|k| k == kind), "no {kind} in {kinds:?}");
+    }
+    change(&db, "TRUNCATE TABLE session_data").await;
+    assert!(!has(&db.session("s1").await, "attr_cart"));
+    assert_stops(
+        &db,
+        "SET SESSION binlog_format = 'STATEMENT'; UPDATE users SET email = 'statement@x' WHERE user_id = 2",
+        &["`users`", "UPDATE"],
+    )
+    .await;
+}

@@ -1,6 +1,11 @@
 //! Event bodies that `mysql_common` leaves as bytes: MariaDB's GTID event,
-//! the XA prepare event, and the name in a rotate event, whose trailing
-//! checksum the server may or may not have written.
+//! the XA prepare event, MariaDB's compressed query and rows events, and
+//! the name in a rotate event, whose trailing checksum the server may or
+//! may not have written.
+
+use std::io::Read;
+
+use flate2::read::ZlibDecoder;
 
 use crate::model::Xid;
 
@@ -101,11 +106,84 @@ pub fn header_bytes(
     h
 }
 
-/// The table id of a rows event (its first six bytes), compressed or not.
-pub fn rows_table_id(data: &[u8]) -> Option<u64> {
-    let mut id = [0u8; 8];
-    id[..6].copy_from_slice(data.get(0..6)?);
-    Some(u64::from_le_bytes(id))
+/// MariaDB's compressed form (`log_bin_compress=ON`): one byte, `0x80`
+/// with the algorithm in bits 4-6 (0: zlib) and the width of the length in
+/// bits 0-2; the uncompressed length, high byte first; the zlib stream.
+pub fn uncompress(body: &[u8]) -> Option<Vec<u8>> {
+    let first = *body.first()?;
+    if first & 0x80 == 0 || first & 0x70 != 0 {
+        return None;
+    }
+    let width = usize::from(first & 0x07);
+    if !(1..=4).contains(&width) {
+        return None;
+    }
+    let len = body
+        .get(1..1 + width)?
+        .iter()
+        .fold(0u64, |len, b| len << 8 | u64::from(*b));
+    let mut out = Vec::with_capacity(usize::try_from(len).ok()?.min(1 << 24));
+    ZlibDecoder::new(&body[1 + width..])
+        .take(len + 1)
+        .read_to_end(&mut out)
+        .ok()?;
+    (out.len() as u64 == len).then_some(out)
+}
+
+/// A compressed query event's default database and statement. Its body is
+/// a query event's: thread id (4), time (4), database name length (1),
+/// error code (2), status variables' length (2), the status variables, the
+/// database name and a NUL, then the statement, compressed.
+pub fn compressed_query(data: &[u8]) -> Option<(String, String)> {
+    let db_len = usize::from(*data.get(8)?);
+    let status_len = usize::from(u16::from_le_bytes(data.get(11..13)?.try_into().ok()?));
+    let db_at = 13 + status_len;
+    let db = data.get(db_at..db_at + db_len)?;
+    let text = uncompress(data.get(db_at + db_len + 1..)?)?;
+    Some((
+        String::from_utf8_lossy(db).into_owned(),
+        String::from_utf8_lossy(&text).into_owned(),
+    ))
+}
+
+/// A compressed rows event as the rows event it stands for: that event's
+/// type, and its body (table id, flags, the extra header of a v2 event,
+/// the column count and bitmaps as they are; the rows uncompressed).
+pub fn uncompressed_rows(kind: u8, data: &[u8]) -> Option<(u8, Vec<u8>)> {
+    let v2 = kind >= 169;
+    let plain = match v2 {
+        true => kind.checked_sub(169)? + 30,
+        false => kind.checked_sub(166)? + 23,
+    };
+    let update = plain == 24 || plain == 31;
+    let mut at = 8; // table id (6), flags (2)
+    if v2 {
+        at += usize::from(u16::from_le_bytes(data.get(8..10)?.try_into().ok()?));
+    }
+    let (width, used) = packed_int(data.get(at..)?)?;
+    at += used;
+    let bitmap = usize::try_from(width.div_ceil(8)).ok()?;
+    at += if update { 2 * bitmap } else { bitmap };
+    let rows = uncompress(data.get(at..)?)?;
+    let mut body = data.get(..at)?.to_vec();
+    body.extend_from_slice(&rows);
+    Some((plain, body))
+}
+
+/// A length-encoded integer, and the bytes it took.
+fn packed_int(data: &[u8]) -> Option<(u64, usize)> {
+    let wide = |n: usize| {
+        let bytes = data.get(1..1 + n)?;
+        let value = bytes.iter().rev().fold(0u64, |v, b| v << 8 | u64::from(*b));
+        Some((value, 1 + n))
+    };
+    match *data.first()? {
+        b @ 0..=250 => Some((u64::from(b), 1)),
+        252 => wide(2),
+        253 => wide(3),
+        254 => wide(8),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -164,9 +242,66 @@ mod tests {
         assert_eq!(rotate_name(&header, &body[..4]), None);
     }
 
+    fn compress(plain: &[u8]) -> Vec<u8> {
+        use std::io::Write;
+        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+        z.write_all(plain).unwrap();
+        let zipped = z.finish().unwrap();
+        let len = (plain.len() as u32).to_be_bytes();
+        let mut out = vec![0x80 | 3];
+        out.extend_from_slice(&len[1..]);
+        out.extend(zipped);
+        out
+    }
+
     #[test]
-    fn rows_table_ids() {
-        assert_eq!(rows_table_id(&[18, 0, 0, 0, 0, 0, 1, 0]), Some(18));
-        assert_eq!(rows_table_id(&[1, 2]), None);
+    fn compressed_bodies_uncompress_or_fail_cleanly() {
+        let text = b"TRUNCATE TABLE session_data /* a long enough comment */";
+        assert_eq!(uncompress(&compress(text)).as_deref(), Some(&text[..]));
+        let mut other_algorithm = compress(text);
+        other_algorithm[0] |= 0x10;
+        assert_eq!(uncompress(&other_algorithm), None);
+        let mut wrong_length = compress(text);
+        wrong_length[3] ^= 1;
+        assert_eq!(uncompress(&wrong_length), None);
+        assert_eq!(
+            uncompress(&compress(text)[..6]),
+            None,
+            "truncated: no panic"
+        );
+        assert_eq!(uncompress(&[]), None);
+    }
+
+    #[test]
+    fn a_compressed_query_event() {
+        let mut data = vec![0u8; 13];
+        data[8] = 8; // database name length
+        data[11..13].copy_from_slice(&2u16.to_le_bytes());
+        data.extend_from_slice(&[0, 0]); // status variables
+        data.extend_from_slice(b"sessions\0");
+        data.extend(compress(b"UPDATE users SET email = 'x'"));
+        assert_eq!(
+            compressed_query(&data),
+            Some(("sessions".into(), "UPDATE users SET email = 'x'".into()))
+        );
+        assert_eq!(compressed_query(&data[..20]), None);
+    }
+
+    #[test]
+    fn a_compressed_update_rows_event_keeps_its_head() {
+        // table id 18, flags, 3 columns, two bitmaps, then the rows.
+        let head = [18, 0, 0, 0, 0, 0, 1, 0, 3, 0b111, 0b111];
+        let mut data = head.to_vec();
+        data.extend(compress(b"row bytes"));
+        let (kind, body) = uncompressed_rows(167, &data).unwrap();
+        assert_eq!(kind, 24, "update rows v1");
+        assert_eq!(&body[..head.len()], &head);
+        assert_eq!(&body[head.len()..], b"row bytes");
+        // A v2 write event: a two-byte extra header, one bitmap.
+        let mut v2 = vec![18, 0, 0, 0, 0, 0, 1, 0, 2, 0, 3, 0b111];
+        v2.extend(compress(b"rows"));
+        let (kind, body) = uncompressed_rows(169, &v2).unwrap();
+        assert_eq!((kind, &body[12..]), (30, &b"rows"[..]));
+        assert_eq!(uncompressed_rows(166, &head[..9]), None);
     }
 }
