@@ -468,7 +468,12 @@ async fn an_xa_commit_of_a_transaction_prepared_before_the_snapshot_stops() {
         "INSERT INTO session_data (session_id, attribute_key, attribute_value) VALUES ('s1', 'early', '1')",
     )
     .await;
-    db.catch_up().await; // the snapshot cannot see the prepared rows
+    let out = db.catch_up().await; // the snapshot cannot see the prepared rows
+    assert!(
+        stderr(&out).contains("XA transactions are prepared"),
+        "{}",
+        stderr(&out)
+    );
     assert_stops(
         &db,
         "XA COMMIT 'early'",

@@ -93,6 +93,16 @@ impl SnapshotJob<'_> {
         let mut read = ConsistentRead::begin(self.source, self.flavor).await?;
         let opened_at = read.file_position().clone();
         tracing::info!(position = %opened_at, database = self.source.database(), "snapshot: consistent read opened");
+        let prepared = read.prepared_xa().await;
+        if prepared > 0 {
+            tracing::warn!(
+                prepared,
+                "XA transactions are prepared on the server and not yet committed: the snapshot cannot \
+                 see their rows, so if one of them later commits, `run` stops at its XA COMMIT (or takes \
+                 a fresh snapshot, with --resnapshot-if-needed). Commit or roll them back (XA RECOVER \
+                 lists them), then snapshot again, to avoid it"
+            );
+        }
 
         use TableRows::{Attributes, Preferences, Users};
         let mut rows = load::load_tables(

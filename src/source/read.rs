@@ -139,6 +139,13 @@ impl ConsistentRead {
         binary_log_status(conn).await
     }
 
+    /// How many XA transactions `XA RECOVER` lists as prepared (0 where
+    /// the account may not ask).
+    pub async fn prepared_xa(&mut self) -> usize {
+        let listed: mysql_async::Result<Vec<Row>> = self.conn.query("XA RECOVER").await;
+        listed.map(|rows| rows.len()).unwrap_or(0)
+    }
+
     /// The server's estimate of a table's row count, for progress reporting.
     pub async fn estimated_rows(&mut self, table: TableRows) -> Option<u64> {
         self.conn

@@ -266,32 +266,63 @@ impl Watch<'_> {
                 Some(t) => alter_table(t, &alter.operations),
                 None => Statement::Unrelated,
             },
+            // MariaDB's CREATE OR REPLACE drops the table first.
+            Ast::CreateTable(create) if create.or_replace => match self.table(&create.name) {
+                Some(t) => unappliable(t, "CREATE OR REPLACE TABLE of a source table"),
+                None => Statement::Unrelated,
+            },
             _ => Statement::Unrelated,
         }
     }
 
     /// A statement the parser could not read: maintenance that never
-    /// changes rows is unrelated; anything else that names one of the four
-    /// tables counts as changing it.
+    /// changes rows is unrelated; an `ALTER TABLE` of a source table that
+    /// neither names a column the model reads nor holds a word of the
+    /// forms that change or remove stored values (a rebuild: `ENGINE=`,
+    /// `FORCE`, `ORDER BY`) changes its shape only; anything else that
+    /// names one of the four tables counts as changing it.
     fn unparsed(&self, body: &str, verb: &str) -> Statement {
         const NO_ROW_CHANGES: [&str; 6] =
             ["ANALYZE", "OPTIMIZE", "CHECK", "GRANT", "REVOKE", "FLUSH"];
+        const CHANGES_VALUES: [&str; 12] = [
+            "DROP",
+            "TRUNCATE",
+            "EXCHANGE",
+            "DISCARD",
+            "IMPORT",
+            "CONVERT",
+            "CHARACTER",
+            "CHARSET",
+            "COLLATE",
+            "RENAME",
+            "CHANGE",
+            "MODIFY",
+        ];
         if NO_ROW_CHANGES.contains(&verb) {
             return Statement::Unrelated;
         }
-        match self.named_table(body) {
-            Some(table) => Statement::Unappliable {
+        let Some((table, words)) = self.named_table(body) else {
+            return Statement::Unrelated;
+        };
+        let alter_keeps_values = verb == "ALTER"
+            && !words.iter().any(|w| {
+                CHANGES_VALUES.iter().any(|k| w.eq_ignore_ascii_case(k))
+                    || table.columns().iter().any(|c| w.eq_ignore_ascii_case(c))
+            });
+        match alter_keeps_values {
+            true => Statement::Reshape,
+            false => Statement::Unappliable {
                 table,
                 what: format!(
                     "a statement the replicator cannot read ({verb} ...) that names a source table"
                 ),
             },
-            None => Statement::Unrelated,
         }
     }
 
-    /// The first source table named anywhere in the statement's tokens.
-    fn named_table(&self, body: &str) -> Option<TableRows> {
+    /// The first source table named anywhere in the statement's tokens,
+    /// and the statement's words.
+    fn named_table(&self, body: &str) -> Option<(TableRows, Vec<String>)> {
         let tokens = Tokenizer::new(&MySqlDialect {}, body).tokenize().ok()?;
         let words: Vec<Option<&str>> = tokens
             .iter()
@@ -308,7 +339,7 @@ impl Watch<'_> {
                 .nth(i)
                 .is_some_and(|t| *t == Token::Period)
         };
-        words.iter().enumerate().find_map(|(i, word)| {
+        let table = words.iter().enumerate().find_map(|(i, word)| {
             let word = (*word)?;
             // `db.table`: the word before the period names the database.
             let db = match i.checked_sub(2) {
@@ -323,7 +354,11 @@ impl Watch<'_> {
                 sqlparser::ast::Ident::new(word),
             ]);
             self.table(&name)
-        })
+        })?;
+        Some((
+            table,
+            words.iter().flatten().map(|w| w.to_string()).collect(),
+        ))
     }
 }
 
@@ -342,10 +377,12 @@ fn relations(table: &TableWithJoins) -> Vec<&ObjectName> {
     names
 }
 
-/// `ALTER TABLE` of a source table: followed when it leaves every column
-/// the model reads as it was; otherwise it cannot be applied exactly (the
-/// server converts stored values without logging rows).
+/// `ALTER TABLE` of a source table: followed when each operation is known
+/// to keep every stored value the model reads; otherwise it cannot be
+/// applied exactly (the server converts or removes stored values without
+/// logging rows: a column retyped, a partition dropped).
 fn alter_table(table: TableRows, operations: &[AlterTableOperation]) -> Statement {
+    use AlterTableOperation as Op;
     let reads = |column: &str| {
         table
             .columns()
@@ -354,6 +391,19 @@ fn alter_table(table: TableRows, operations: &[AlterTableOperation]) -> Statemen
     };
     for op in operations {
         let touched = match op {
+            Op::AddColumn { .. }
+            | Op::AddConstraint { .. }
+            | Op::DropConstraint { .. }
+            | Op::DropPrimaryKey { .. }
+            | Op::DropForeignKey { .. }
+            | Op::DropIndex { .. }
+            | Op::RenameConstraint { .. }
+            | Op::ValidateConstraint { .. }
+            | Op::Algorithm { .. }
+            | Op::Lock { .. }
+            | Op::AutoIncrement { .. }
+            | Op::AddPartitions { .. }
+            | Op::RenamePartitions { .. } => None,
             AlterTableOperation::DropColumn { column_names, .. } => column_names
                 .iter()
                 .find(|c| reads(&c.value))
@@ -380,7 +430,12 @@ fn alter_table(table: TableRows, operations: &[AlterTableOperation]) -> Statemen
                     what: "ALTER TABLE ... RENAME of a source table".into(),
                 }
             }
-            _ => None,
+            other => {
+                return Statement::Unappliable {
+                    table,
+                    what: format!("ALTER TABLE with `{other}`, which may change stored rows"),
+                }
+            }
         };
         if let Some((how, column)) = touched {
             return Statement::Unappliable {
