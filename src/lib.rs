@@ -1,6 +1,6 @@
 //! Change-data-capture from a MySQL/MariaDB user-session database to Redis.
 //!
-//! The contract with applications is the Redis model (`redis-model.md`):
+//! The contract with applications is the Redis model (`docs/redis-model.md`):
 //! one hash per live session with its user, preferences and attributes
 //! folded in, a TTL from `expires_at`, and a per-user index of sessions.
 //!

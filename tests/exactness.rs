@@ -172,7 +172,10 @@ async fn a_delete_without_foreign_key_checks_does_not_cascade() {
 
 #[tokio::test]
 async fn xa_counts_at_commit_never_at_prepare_or_after_rollback() {
-    let db = fixture("xa").await;
+    // A server of its own: an XA COMMIT names no database, so a transaction
+    // held prepared here would reach every other test's stream.
+    let mariadb = PrivateServices::mariadb("");
+    let db = fixture_on(mariadb.servers(), "xa").await;
     db.xa_prepare(
         "xa1",
         "INSERT INTO session_data (session_id, attribute_key, attribute_value) VALUES ('s2', 'held', 'yes'); \
@@ -209,7 +212,8 @@ async fn xa_counts_at_commit_never_at_prepare_or_after_rollback() {
 
 #[tokio::test]
 async fn a_prepared_xa_survives_a_sigkill_of_the_sidecar() {
-    let db = fixture("xa_sigkill").await;
+    let mariadb = PrivateServices::mariadb("");
+    let db = fixture_on(mariadb.servers(), "xa_sigkill").await;
     let mut child = db
         .replicator(&["run"])
         .stderr(Stdio::null())
@@ -461,7 +465,8 @@ async fn healthz(port: u16) -> Option<u16> {
 
 #[tokio::test]
 async fn an_xa_commit_of_a_transaction_prepared_before_the_snapshot_stops() {
-    let db = TestDb::new("xa_before_snapshot").await;
+    let mariadb = PrivateServices::mariadb("");
+    let db = TestDb::on(mariadb.servers(), "xa_before_snapshot").await;
     db.sql(FIXTURE).await;
     db.xa_prepare(
         "early",

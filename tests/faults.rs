@@ -39,7 +39,10 @@ async fn field(db: &TestDb, session: &str, f: &str) -> Option<String> {
 /// trial also prepares an XA transaction that the next trial resolves
 /// (mostly commits): its rows are held across the kill.
 async fn crash_trials(trials: u32, seed: u64) {
-    let db = TestDb::new(&format!("crash_{seed}")).await;
+    // A server of its own: an XA COMMIT names no database, so the XA
+    // transactions held here would reach every other test's stream.
+    let mariadb = common::servers::PrivateServices::mariadb("");
+    let db = TestDb::on(mariadb.servers(), &format!("crash_{seed}")).await;
     let mut work = Workload::new(seed);
     db.sql(&work.initial()).await;
     db.sql(&work.xa_setup()).await;

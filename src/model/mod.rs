@@ -1,4 +1,4 @@
-//! The Redis model of `redis-model.md`, as pure functions.
+//! The Redis model of `docs/redis-model.md`, as pure functions.
 //!
 //! Rows of the four source tables ([`rows`]) and a read view of the
 //! replicator's state become Redis commands ([`Command`]). No I/O happens

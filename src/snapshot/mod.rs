@@ -82,6 +82,40 @@ pub struct SnapshotJob<'a> {
 }
 
 impl SnapshotJob<'_> {
+    /// Opens the consistent read, at a moment when no XA transaction is
+    /// prepared if one comes within a few seconds. A snapshot cannot see a
+    /// prepared transaction's rows, and its `XA COMMIT` names no database:
+    /// should one prepared across the snapshot commit later, `run` stops
+    /// there (and `--resnapshot-if-needed` takes a fresh snapshot).
+    async fn open_read(&self) -> Result<ConsistentRead> {
+        const TRIES: u32 = 10;
+        let mut attempt = 1;
+        loop {
+            let mut read = ConsistentRead::begin(self.source, self.flavor).await?;
+            let prepared = read.prepared_xa().await;
+            if prepared == 0 {
+                return Ok(read);
+            }
+            if attempt == TRIES || self.shutdown.is_cancelled() {
+                tracing::warn!(
+                    prepared,
+                    "XA transactions are prepared on the server and not yet committed: the snapshot \
+                     cannot see their rows, so if one of them later commits, `run` stops at its XA \
+                     COMMIT (or takes a fresh snapshot, with --resnapshot-if-needed). Commit or roll \
+                     them back (XA RECOVER lists them), then snapshot again, to avoid it"
+                );
+                return Ok(read);
+            }
+            read.finish().await?;
+            tracing::info!(
+                prepared,
+                "snapshot: waiting for prepared XA transactions to end"
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            attempt += 1;
+        }
+    }
+
     /// Takes the snapshot and commits its checkpoint.
     pub async fn run(self) -> Result<(Checkpoint, SnapshotReport)> {
         let started = Instant::now();
@@ -90,19 +124,9 @@ impl SnapshotJob<'_> {
         // written: a cold start into an empty namespace then scans nothing.
         let earlier_keys = self.sink.any_key(&self.keys.model_patterns()).await?;
         let taken_at = Timestamp::now();
-        let mut read = ConsistentRead::begin(self.source, self.flavor).await?;
+        let mut read = self.open_read().await?;
         let opened_at = read.file_position().clone();
         tracing::info!(position = %opened_at, database = self.source.database(), "snapshot: consistent read opened");
-        let prepared = read.prepared_xa().await;
-        if prepared > 0 {
-            tracing::warn!(
-                prepared,
-                "XA transactions are prepared on the server and not yet committed: the snapshot cannot \
-                 see their rows, so if one of them later commits, `run` stops at its XA COMMIT (or takes \
-                 a fresh snapshot, with --resnapshot-if-needed). Commit or roll them back (XA RECOVER \
-                 lists them), then snapshot again, to avoid it"
-            );
-        }
 
         use TableRows::{Attributes, Preferences, Users};
         let mut rows = load::load_tables(

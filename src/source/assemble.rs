@@ -113,6 +113,9 @@ struct OpenTx {
     handed_out: u64,
     /// A single statement that ends with its query event.
     standalone: bool,
+    /// Its `BEGIN` (or first row event) was read: another one starts the
+    /// next transaction.
+    begun: bool,
     /// An XA transaction: held whole until `XA PREPARE`, never in parts.
     xa: bool,
     gtid: Option<(u32, String)>,
@@ -205,12 +208,20 @@ impl Assembler {
                 standalone,
                 xa,
             } => {
+                self.abandon_incomplete(&start)?;
                 let tx = self.begin(start.clone(), standalone);
                 tx.gtid = gtid;
                 tx.xa |= xa;
             }
             SourceEvent::Query { schema, text } => match classify(&text, &schema, &self.database) {
-                Statement::Begin => self.begin(start.clone(), false).standalone = false,
+                Statement::Begin => {
+                    if self.tx.as_ref().is_some_and(|tx| tx.begun) {
+                        self.abandon_incomplete(&start)?;
+                    }
+                    let tx = self.begin(start.clone(), false);
+                    tx.standalone = false;
+                    tx.begun = true;
+                }
                 Statement::Commit => committed = Some(None),
                 Statement::Rollback => {
                     if let Some(tx) = &mut self.tx {
@@ -271,6 +282,7 @@ impl Assembler {
                 let skip = self.skip_first;
                 let tx = self.begin(start.clone(), false);
                 tx.standalone = false;
+                tx.begun = true;
                 for change in changes {
                     tx.seen += 1;
                     if tx.seen > skip {
@@ -293,6 +305,8 @@ impl Assembler {
                 });
             }
             SourceEvent::Rotate { file, offset } => {
+                // No transaction spans two files.
+                self.abandon_incomplete(&start)?;
                 self.file = file;
                 self.next_offset = offset;
                 return Ok(self.progress(0));
@@ -348,10 +362,41 @@ impl Assembler {
             seen: 0,
             handed_out: skip,
             standalone,
+            begun: false,
             xa: false,
             gtid: None,
             savepoints: Vec::new(),
         })
+    }
+
+    /// A transaction that starts while one is open: the open one never
+    /// committed (the server stopped while writing it, at the end of a
+    /// file). Replicas roll it back, and so does the assembler, unless some
+    /// of it was handed out already.
+    fn abandon_incomplete(&mut self, at: &BinlogPosition) -> Result<(), Stop> {
+        let Some(tx) = self.tx.take() else {
+            return Ok(());
+        };
+        if tx.handed_out > 0 {
+            return Err(Stop {
+                position: at.clone(),
+                table: None,
+                what: format!(
+                    "a transaction started at {} never committed, and part of it (larger than \
+                     --max-transaction-rows) was applied already",
+                    tx.start
+                ),
+            });
+        }
+        if !tx.changes.is_empty() {
+            tracing::warn!(
+                start = %tx.start,
+                rows = tx.changes.len(),
+                "a transaction that never committed (the server stopped while writing it): its row \
+                 changes are dropped, as a replica does"
+            );
+        }
+        Ok(())
     }
 
     /// A statement that commits by itself when it is the transaction's

@@ -127,6 +127,9 @@ impl BinlogReader {
         if wire::MARIADB_BOOKKEEPING.contains(&kind) {
             return Ok(SourceEvent::Skip);
         }
+        if kind == wire::MYSQL_HEARTBEAT_V2 {
+            return Ok(SourceEvent::Heartbeat);
+        }
         if kind == wire::MARIADB_QUERY_COMPRESSED {
             return Ok(match wire::compressed_query(event.data()) {
                 Some((schema, text)) => SourceEvent::Query { schema, text },

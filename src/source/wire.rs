@@ -19,6 +19,9 @@ pub const MARIADB_QUERY_COMPRESSED: u8 = 165;
 /// MariaDB's compressed rows events: write, update, delete (v1), then the
 /// same three (v2).
 pub const MARIADB_ROWS_COMPRESSED: std::ops::RangeInclusive<u8> = 166..=171;
+/// MySQL's second heartbeat event (8.0.26 and later), which `mysql_common`
+/// does not know.
+pub const MYSQL_HEARTBEAT_V2: u8 = 41;
 /// The header flag of an event a replica may skip when it does not know it.
 pub const LOG_EVENT_IGNORABLE_F: u16 = 0x80;
 

@@ -1,7 +1,7 @@
 //! Row change + state → Redis commands + state writes. Pure: the state is
 //! read through [`StateView`] and written to the group's [`Overlay`].
 //!
-//! Rules (see `redis-model.md`):
+//! Rules (see `docs/redis-model.md`):
 //! - a `users` or `user_preferences` change rewrites the affected fields in
 //!   every live session of the user (`HSET`/`HDEL` + `EXPIREAT`): those whose
 //!   values differ from the row before the change, which the event carries,

@@ -331,6 +331,43 @@ fn rotation_heartbeats_and_unsupported_events() {
 }
 
 #[test]
+fn a_transaction_that_never_committed_is_dropped() {
+    // The server stopped while writing it: the next file, or the next
+    // transaction, starts with no commit of it.
+    let mut f = Feed::new();
+    f.gtid(30, false, false);
+    f.none(q("BEGIN"));
+    f.none(SourceEvent::Rows(vec![user(1)]));
+    f.ok(SourceEvent::Rotate {
+        file: "binlog.000002".into(),
+        offset: 4,
+    });
+    f.gtid(31, false, false);
+    f.none(q("BEGIN"));
+    f.none(SourceEvent::Rows(vec![user(2)]));
+    f.gtid(32, false, false); // 31 never committed either
+    f.none(q("BEGIN"));
+    f.none(SourceEvent::Rows(vec![user(3)]));
+    f.none(q("BEGIN")); // nor did 32
+    f.none(SourceEvent::Rows(vec![user(4)]));
+    let piece = f.ok(SourceEvent::Xid).unwrap();
+    assert_eq!(rows(&piece), &[user(4)]);
+
+    // Part of one applied already: a stop, not a silent drop.
+    let mut f = Feed::at(&BinlogPosition::new("binlog.000001", 100), 0, 1);
+    f.none(q("BEGIN"));
+    f.ok(SourceEvent::Rows(vec![user(1)])).unwrap();
+    let stop = f
+        .send(SourceEvent::Gtid {
+            gtid: None,
+            standalone: true,
+            xa: false,
+        })
+        .unwrap_err();
+    assert!(stop.what.contains("never committed"), "{}", stop.what);
+}
+
+#[test]
 fn rows_without_begin_open_a_transaction() {
     let mut f = Feed::new();
     f.none(SourceEvent::Rows(vec![user(1)]));
