@@ -561,3 +561,38 @@ async fn a_compressed_binlog_is_read_like_a_plain_one() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn a_held_xa_survives_a_fresh_snapshot() {
+    let mariadb = PrivateServices::mariadb("");
+    let db = fixture_on(mariadb.servers(), "xa_resnapshot").await;
+    db.xa_prepare(
+        "kept",
+        "INSERT INTO session_data (session_id, attribute_key, attribute_value) VALUES ('s2', 'kept', '1')",
+    )
+    .await;
+    db.catch_up().await; // held in the state
+                         // A fresh snapshot (as after a purged binlog) cannot see the prepared
+                         // rows, but keeps them held: the commit after it applies them.
+    let out = db.run_ok(&["snapshot"]).await;
+    assert!(
+        !stderr(&out).contains("XA transactions are prepared"),
+        "{}",
+        stderr(&out)
+    );
+    change(&db, "XA COMMIT 'kept'").await;
+    assert_eq!(db.field("s2", "attr_kept").await.as_deref(), Some("1"));
+
+    // One resolved before a snapshot is forgotten by it.
+    db.xa_prepare(
+        "gone",
+        "INSERT INTO session_data (session_id, attribute_key, attribute_value) VALUES ('s2', 'gone', '1')",
+    )
+    .await;
+    db.catch_up().await;
+    db.sql("XA ROLLBACK 'gone'").await;
+    db.run_ok(&["snapshot"]).await;
+    db.catch_up().await;
+    db.assert_verified().await;
+    assert_eq!(db.field("s2", "attr_gone").await, None);
+}

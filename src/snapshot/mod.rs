@@ -83,22 +83,39 @@ pub struct SnapshotJob<'a> {
 
 impl SnapshotJob<'_> {
     /// Opens the consistent read, at a moment when no XA transaction is
-    /// prepared if one comes within a few seconds. A snapshot cannot see a
-    /// prepared transaction's rows, and its `XA COMMIT` names no database:
-    /// should one prepared across the snapshot commit later, `run` stops
-    /// there (and `--resnapshot-if-needed` takes a fresh snapshot).
+    /// prepared that the state does not hold already, if one comes within a
+    /// few seconds. A snapshot cannot see a prepared transaction's rows, and
+    /// its `XA COMMIT` names no database: should one prepared across the
+    /// snapshot, and not held from the stream before, commit later, `run`
+    /// stops there (and `--resnapshot-if-needed` takes a fresh snapshot).
     async fn open_read(&self) -> Result<ConsistentRead> {
         const TRIES: u32 = 10;
+        let held = self.state.held_xa_ids()?;
         let mut attempt = 1;
         loop {
             let mut read = ConsistentRead::begin(self.source, self.flavor).await?;
             let prepared = read.prepared_xa().await;
-            if prepared == 0 {
+            // Held from the stream before: those still prepared stay held,
+            // the others were resolved before this read and go.
+            if let Some(prepared) = &prepared {
+                let gone: Vec<String> = held
+                    .iter()
+                    .filter(|id| !prepared.iter().any(|x| x.0 == **id))
+                    .cloned()
+                    .collect();
+                self.state.release_held_xa(&gone)?;
+            }
+            let unknown = prepared
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|x| !held.contains(&x.0))
+                .count();
+            if unknown == 0 {
                 return Ok(read);
             }
             if attempt == TRIES || self.shutdown.is_cancelled() {
                 tracing::warn!(
-                    prepared,
+                    prepared = unknown,
                     "XA transactions are prepared on the server and not yet committed: the snapshot \
                      cannot see their rows, so if one of them later commits, `run` stops at its XA \
                      COMMIT (or takes a fresh snapshot, with --resnapshot-if-needed). Commit or roll \
@@ -108,7 +125,7 @@ impl SnapshotJob<'_> {
             }
             read.finish().await?;
             tracing::info!(
-                prepared,
+                prepared = unknown,
                 "snapshot: waiting for prepared XA transactions to end"
             );
             tokio::time::sleep(Duration::from_millis(500)).await;

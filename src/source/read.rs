@@ -8,7 +8,7 @@ use tokio::task::JoinHandle;
 use super::decode;
 use super::{Flavor, MySqlSource};
 use crate::error::{Error, Result};
-use crate::model::{SourceRow, TableRows};
+use crate::model::{SourceRow, TableRows, Xid};
 use crate::position::BinlogPosition;
 
 /// The four tables' snapshot queries and decoders.
@@ -139,11 +139,22 @@ impl ConsistentRead {
         binary_log_status(conn).await
     }
 
-    /// How many XA transactions `XA RECOVER` lists as prepared (0 where
-    /// the account may not ask).
-    pub async fn prepared_xa(&mut self) -> usize {
-        let listed: mysql_async::Result<Vec<Row>> = self.conn.query("XA RECOVER").await;
-        listed.map(|rows| rows.len()).unwrap_or(0)
+    /// The XA transactions `XA RECOVER` lists as prepared, or `None`
+    /// where the account may not ask.
+    pub async fn prepared_xa(&mut self) -> Option<Vec<Xid>> {
+        let listed: Vec<Row> = self.conn.query("XA RECOVER").await.ok()?;
+        listed
+            .into_iter()
+            .map(|row| {
+                let format_id: i64 = row.get("formatID")?;
+                let gtrid: usize = row.get("gtrid_length")?;
+                let bqual: usize = row.get("bqual_length")?;
+                let data: Vec<u8> = row.get("data")?;
+                let ids = data.get(..gtrid.checked_add(bqual)?)?;
+                let (gtrid, bqual) = ids.split_at(gtrid);
+                Some(Xid::from_parts(format_id, gtrid, bqual))
+            })
+            .collect()
     }
 
     /// The server's estimate of a table's row count, for progress reporting.

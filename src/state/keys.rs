@@ -18,6 +18,8 @@ pub const ATTRIBUTES: &[u8] = b"a";
 pub const INDEX: &[u8] = b"i";
 pub const SESSIONS: &[u8] = b"s";
 pub const USERS: &[u8] = b"u";
+/// Held XA transactions: kept by a snapshot (see `StateStore::clear`).
+pub const XA: &[u8] = b"x";
 pub const PREFERENCES: &[u8] = b"p";
 /// Every row key lies in `FIRST..LAST`; the checkpoint does not.
 pub const FIRST: &[u8] = b"a";
@@ -57,7 +59,7 @@ pub fn attribute(session_id: &[u8], key: &[u8]) -> Vec<u8> {
 }
 
 pub fn xa(xid: &str) -> Vec<u8> {
-    [&b"x"[..], xid.as_bytes()].concat()
+    [XA, xid.as_bytes()].concat()
 }
 
 pub fn index_of(user_id: i64) -> Vec<u8> {

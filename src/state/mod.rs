@@ -140,11 +140,25 @@ impl StateStore {
         Ok(Some(checkpoint))
     }
 
-    /// Removes the checkpoint and every row: the start of a snapshot.
+    /// Removes the checkpoint and every row: the start of a snapshot. The
+    /// row changes of prepared XA transactions stay: a snapshot cannot see
+    /// them, and the server may still commit them (the snapshot then drops
+    /// those the server no longer lists, [`Self::release_held_xa`]).
     pub fn clear(&self) -> Result<()> {
         let mut batch = WriteBatch::default();
         batch.delete(keys::CHECKPOINT);
-        batch.delete_range(keys::FIRST, keys::LAST);
+        batch.delete_range(keys::FIRST, keys::XA);
+        batch.delete_range(keys::table_end(keys::XA), keys::LAST.to_vec());
+        self.write_synced(batch)
+    }
+
+    /// Forgets held XA transactions (those the server no longer has
+    /// prepared).
+    pub fn release_held_xa(&self, ids: &[String]) -> Result<()> {
+        let mut batch = WriteBatch::default();
+        for id in ids {
+            batch.delete(keys::xa(id));
+        }
         self.write_synced(batch)
     }
 
@@ -245,7 +259,7 @@ impl StateStore {
     /// The ids of the prepared XA transactions held.
     pub fn held_xa_ids(&self) -> Result<Vec<String>> {
         let mut ids = Vec::new();
-        self.for_each_in_table(b"x", |k, _| {
+        self.for_each_in_table(keys::XA, |k, _| {
             ids.push(String::from_utf8_lossy(&k[1..]).into_owned());
             Ok(())
         })?;
