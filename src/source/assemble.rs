@@ -283,11 +283,14 @@ impl Assembler {
                 let tx = self.begin(start.clone(), false);
                 tx.standalone = false;
                 tx.begun = true;
-                for change in changes {
-                    tx.seen += 1;
-                    if tx.seen > skip {
-                        tx.changes.push(change);
-                    }
+                // Those of the first `skip` row changes of the transaction
+                // that this event holds were applied by an earlier run.
+                let skipped = usize::try_from(skip.saturating_sub(tx.seen)).unwrap_or(usize::MAX);
+                tx.seen += changes.len() as u64;
+                if skipped == 0 && tx.changes.is_empty() {
+                    tx.changes = changes;
+                } else {
+                    tx.changes.extend(changes.into_iter().skip(skipped));
                 }
             }
             SourceEvent::Xid => committed = Some(None),
