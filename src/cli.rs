@@ -99,8 +99,10 @@ pub struct RunArgs {
     #[arg(long)]
     pub exit_when_caught_up: bool,
 
-    /// When the checkpoint's binlog file is gone from the server, take a fresh
-    /// snapshot instead of stopping with an error.
+    /// When the checkpoint's binlog file is gone from the server, or the
+    /// stream reaches an event that cannot be applied exactly (statement-format
+    /// DML on a source table, say), take a fresh snapshot and carry on instead
+    /// of stopping with an error.
     #[arg(long)]
     pub resnapshot_if_needed: bool,
 
