@@ -32,6 +32,7 @@ use std::collections::BTreeMap;
 use super::statement::{classify, Statement};
 use crate::model::{Content, RowChange, TableRows, Xid};
 use crate::position::BinlogPosition;
+use tx::OpenTx;
 
 /// A binlog event, as far as the assembler needs to know it.
 #[derive(Clone, Debug, PartialEq)]
@@ -99,28 +100,6 @@ pub struct Stop {
     pub position: BinlogPosition,
     pub table: Option<TableRows>,
     pub what: String,
-}
-
-/// A transaction being read.
-struct OpenTx {
-    start: BinlogPosition,
-    changes: Vec<RowChange>,
-    /// Row changes of this transaction read so far (handed out, skipped or
-    /// buffered), counted as the binlog holds them.
-    seen: u64,
-    /// Of those, the ones handed out in leading pieces, or skipped because
-    /// an earlier run had applied them.
-    handed_out: u64,
-    /// A single statement that ends with its query event.
-    standalone: bool,
-    /// Its `BEGIN` (or first row event) was read: another one starts the
-    /// next transaction.
-    begun: bool,
-    /// An XA transaction: held whole until `XA PREPARE`, never in parts.
-    xa: bool,
-    gtid: Option<(u32, String)>,
-    /// Savepoints: name, `seen` and the buffer's length when set.
-    savepoints: Vec<(String, u64, usize)>,
 }
 
 /// The state machine. Feed it events in order with [`Assembler::feed`].
@@ -452,28 +431,6 @@ impl Assembler {
     }
 }
 
-impl OpenTx {
-    /// ``ROLLBACK TO `name` ``: drops the row changes logged since the
-    /// savepoint, unless some were handed out already.
-    fn rollback_to(&mut self, name: &str) -> Result<(), String> {
-        let Some(at) = self.savepoints.iter().position(|(n, ..)| n == name) else {
-            return Err(format!(
-                "ROLLBACK TO SAVEPOINT `{name}`, a savepoint the binlog never set"
-            ));
-        };
-        let (_, seen, len) = self.savepoints[at];
-        if seen < self.handed_out {
-            return Err(format!(
-                "ROLLBACK TO SAVEPOINT `{name}` in a transaction already applied in part past \
-                 the savepoint (it is larger than --max-transaction-rows)"
-            ));
-        }
-        self.changes.truncate(len);
-        self.savepoints.truncate(at + 1);
-        Ok(())
-    }
-}
-
 fn parse_gtids(gtid: Option<&str>) -> BTreeMap<u32, String> {
     gtid.unwrap_or_default()
         .split(',')
@@ -484,6 +441,8 @@ fn parse_gtids(gtid: Option<&str>) -> BTreeMap<u32, String> {
         })
         .collect()
 }
+
+mod tx;
 
 #[cfg(test)]
 mod tests;

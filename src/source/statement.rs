@@ -13,14 +13,19 @@
 //! touching it: the replicator stops rather than guess.
 
 use sqlparser::ast::{
-    AlterColumnOperation, AlterTableOperation, FromTable, ObjectName, ObjectNamePart, ObjectType,
-    Statement as Ast, TableFactor, TableObject, TableWithJoins, UpdateTableFromKind,
+    FromTable, ObjectName, ObjectNamePart, ObjectType, Statement as Ast, TableFactor, TableObject,
+    TableWithJoins, UpdateTableFromKind,
 };
 use sqlparser::dialect::MySqlDialect;
 use sqlparser::parser::Parser;
 use sqlparser::tokenizer::{Token, Tokenizer};
 
 use crate::model::{TableRows, Xid};
+
+mod alter;
+mod xid;
+
+use alter::alter_table;
 
 /// A statement, as the binlog's reader needs to know it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -48,57 +53,6 @@ pub enum Statement {
     },
     /// Changes none of the four tables.
     Unrelated,
-}
-
-impl Xid {
-    /// From the text after `XA COMMIT` / `XA ROLLBACK` (`X'..',X'..',N`,
-    /// or the quoted string forms a client may type).
-    pub fn parse(text: &str) -> Option<Xid> {
-        let mut parts = split_xid(text.trim())?.into_iter();
-        let gtrid = parts.next()?;
-        let bqual = parts.next().unwrap_or_default();
-        let format_id = match parts.next() {
-            Some(n) => std::str::from_utf8(&n).ok()?.trim().parse().ok()?,
-            None => 1,
-        };
-        Some(Xid::from_parts(format_id, &gtrid, &bqual))
-    }
-}
-
-/// The comma-separated parts of an xid: `X'6131'` and `'a1'` give bytes, a
-/// bare number its digits.
-fn split_xid(text: &str) -> Option<Vec<Vec<u8>>> {
-    let mut parts = Vec::new();
-    let mut rest = text;
-    while !rest.is_empty() {
-        rest = rest.trim_start();
-        let (part, after) = if let Some(r) = rest
-            .strip_prefix(['X', 'x'])
-            .and_then(|r| r.strip_prefix('\''))
-        {
-            let end = r.find('\'')?;
-            let digits = &r[..end];
-            let bytes = (0..digits.len())
-                .step_by(2)
-                .map(|i| u8::from_str_radix(digits.get(i..i + 2)?, 16).ok())
-                .collect::<Option<Vec<u8>>>()?;
-            (bytes, &r[end + 1..])
-        } else if let Some(r) = rest.strip_prefix('\'') {
-            let end = r.find('\'')?;
-            (r.as_bytes()[..end].to_vec(), &r[end + 1..])
-        } else {
-            let end = rest.find(',').unwrap_or(rest.len());
-            (rest[..end].trim().as_bytes().to_vec(), &rest[end..])
-        };
-        parts.push(part);
-        rest = after.trim_start();
-        match rest.strip_prefix(',') {
-            Some(r) => rest = r,
-            None if rest.is_empty() => {}
-            None => return None,
-        }
-    }
-    Some(parts)
 }
 
 /// Classifies a query event's text. `schema`: the event's default
@@ -375,79 +329,6 @@ fn relations(table: &TableWithJoins) -> Vec<&ObjectName> {
         }
     }
     names
-}
-
-/// `ALTER TABLE` of a source table: followed when each operation is known
-/// to keep every stored value the model reads; otherwise it cannot be
-/// applied exactly (the server converts or removes stored values without
-/// logging rows: a column retyped, a partition dropped).
-fn alter_table(table: TableRows, operations: &[AlterTableOperation]) -> Statement {
-    use AlterTableOperation as Op;
-    let reads = |column: &str| {
-        table
-            .columns()
-            .iter()
-            .any(|c| c.eq_ignore_ascii_case(column))
-    };
-    for op in operations {
-        let touched = match op {
-            Op::AddColumn { .. }
-            | Op::AddConstraint { .. }
-            | Op::DropConstraint { .. }
-            | Op::DropPrimaryKey { .. }
-            | Op::DropForeignKey { .. }
-            | Op::DropIndex { .. }
-            | Op::RenameConstraint { .. }
-            | Op::ValidateConstraint { .. }
-            | Op::Algorithm { .. }
-            | Op::Lock { .. }
-            | Op::AutoIncrement { .. }
-            | Op::AddPartitions { .. }
-            | Op::RenamePartitions { .. } => None,
-            AlterTableOperation::DropColumn { column_names, .. } => column_names
-                .iter()
-                .find(|c| reads(&c.value))
-                .map(|c| ("dropped", c)),
-            AlterTableOperation::RenameColumn {
-                old_column_name, ..
-            } => reads(&old_column_name.value).then_some(("renamed", old_column_name)),
-            AlterTableOperation::ChangeColumn { old_name, .. } => {
-                reads(&old_name.value).then_some(("changed", old_name))
-            }
-            AlterTableOperation::ModifyColumn { col_name, .. } => {
-                reads(&col_name.value).then_some(("changed", col_name))
-            }
-            AlterTableOperation::AlterColumn { column_name, op } => {
-                let keeps_values = matches!(
-                    op,
-                    AlterColumnOperation::SetDefault { .. } | AlterColumnOperation::DropDefault
-                );
-                (!keeps_values && reads(&column_name.value)).then_some(("changed", column_name))
-            }
-            AlterTableOperation::RenameTable { .. } => {
-                return Statement::Unappliable {
-                    table,
-                    what: "ALTER TABLE ... RENAME of a source table".into(),
-                }
-            }
-            other => {
-                return Statement::Unappliable {
-                    table,
-                    what: format!("ALTER TABLE with `{other}`, which may change stored rows"),
-                }
-            }
-        };
-        if let Some((how, column)) = touched {
-            return Statement::Unappliable {
-                table,
-                what: format!(
-                    "ALTER TABLE: column `{}`, which the model reads, {how}",
-                    column.value
-                ),
-            };
-        }
-    }
-    Statement::Reshape
 }
 
 /// The text after the first `n` words.

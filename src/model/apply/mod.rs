@@ -39,11 +39,14 @@ use super::session::{
     preference_fields, session_fields, user_fields, write_session, write_user_index, Field,
 };
 use super::{
-    attribute_field, coalesce, Attribute, Bytes, Command, Content, Keys, Overlay, Preferences,
-    RowChange, Session, SessionRef, SourceRow, StateView, Timestamp, User,
+    attribute_field, coalesce, Attribute, Bytes, Command, Keys, Overlay, Preferences, RowChange,
+    Session, SessionRef, SourceRow, StateView, Timestamp, User,
 };
-use crate::error::{Error, Result};
-use crate::position::BinlogPosition;
+use crate::error::Result;
+
+mod content;
+
+pub use content::apply_content;
 
 /// The Redis commands of a group of changes, in order.
 #[derive(Debug, Default)]
@@ -75,65 +78,6 @@ pub fn apply<V: StateView>(
         RowChange::Update { before, after } => ctx.upsert(after, Some(before)),
         RowChange::Delete(row) => ctx.delete(row),
         RowChange::Remove(row) => ctx.vacate(row),
-    }
-}
-
-/// Applies one piece of the stream (see [`Content`]) and returns how many
-/// rows it changed. `at`: the position after the piece, for errors.
-pub fn apply_content<V: StateView>(
-    content: Content,
-    view: &mut Overlay<'_, V>,
-    keys: &Keys,
-    now: Timestamp,
-    out: &mut GroupOutput,
-    at: &BinlogPosition,
-) -> Result<usize> {
-    match content {
-        Content::Rows(changes) => {
-            let n = changes.len();
-            for change in changes {
-                apply(change, view, keys, now, out)?;
-            }
-            Ok(n)
-        }
-        Content::Truncate(table) => {
-            let rows = view.rows_of(table)?;
-            let n = rows.len();
-            for row in rows {
-                apply(RowChange::Remove(row), view, keys, now, out)?;
-            }
-            Ok(n)
-        }
-        Content::XaPrepare { xid, changes } => {
-            let n = changes.len();
-            view.hold_xa(&xid, changes);
-            Ok(n)
-        }
-        Content::XaCommit(xid) => {
-            let Some(changes) = view.held_xa(&xid)? else {
-                return Err(Error::Unappliable {
-                    position: at.clone(),
-                    table: None,
-                    what: format!(
-                        "XA COMMIT {xid} (the event ending there) of a transaction the replicator never \
-                         saw prepared: it was prepared before the snapshot, so its rows are unknown"
-                    ),
-                });
-            };
-            view.release_xa(&xid);
-            let n = changes.len();
-            prefetch(&changes, view)?;
-            for change in changes {
-                apply(change, view, keys, now, out)?;
-            }
-            Ok(n)
-        }
-        Content::XaRollback(xid) => {
-            // One prepared before the snapshot is not held: nothing to drop.
-            let n = view.held_xa(&xid)?.map_or(0, |c| c.len());
-            view.release_xa(&xid);
-            Ok(n)
-        }
     }
 }
 

@@ -4,7 +4,8 @@
 use std::collections::{BTreeMap, HashMap};
 
 use super::*;
-use crate::model::Overlay;
+use crate::model::{Content, Overlay};
+use crate::position::BinlogPosition;
 
 #[derive(Default, Clone)]
 struct Mem {
