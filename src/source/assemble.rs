@@ -70,6 +70,11 @@ pub enum SourceEvent {
     FormatDescription,
     /// The server has nothing more to send for now.
     Heartbeat,
+    /// MySQL's compressed transaction (`binlog_transaction_compression`):
+    /// the stream hands out the events inside it next, the commit among
+    /// them. Should they not arrive (the payload did not decompress), the
+    /// transaction never commits here, and the stream stops.
+    Payload,
     /// An event that changes none of the four tables: a table map, rows of
     /// other tables, an annotation, MariaDB's binlog checkpoints...
     Skip,
@@ -307,6 +312,7 @@ impl Assembler {
                     heartbeat: true,
                 }));
             }
+            SourceEvent::Payload => self.begin(start.clone(), false).payload = true,
             SourceEvent::FormatDescription | SourceEvent::Skip => {}
             SourceEvent::Unsupported(what) => return Err(stop(None, what)),
         }
@@ -345,6 +351,7 @@ impl Assembler {
             handed_out: skip,
             standalone,
             begun: false,
+            payload: false,
             xa: false,
             gtid: None,
             savepoints: Vec::new(),
@@ -359,6 +366,17 @@ impl Assembler {
         let Some(tx) = self.tx.take() else {
             return Ok(());
         };
+        if tx.payload {
+            return Err(Stop {
+                position: at.clone(),
+                table: None,
+                what: format!(
+                    "the compressed transaction payload of the transaction started at {} gave no \
+                     commit (it may not have decompressed), so its row changes are unknown",
+                    tx.start
+                ),
+            });
+        }
         if tx.handed_out > 0 {
             return Err(Stop {
                 position: at.clone(),

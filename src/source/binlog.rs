@@ -195,8 +195,8 @@ impl BinlogReader {
             Some(EventData::FormatDescriptionEvent(_)) => SourceEvent::FormatDescription,
             Some(EventData::RowsEvent(rows)) => self.rows(&rows, &at()).await?,
             // MySQL's compressed transaction: the stream hands out the
-            // events inside it next. Read here only to know it is readable.
-            Some(EventData::TransactionPayloadEvent(_)) => SourceEvent::Skip,
+            // events inside it next.
+            Some(EventData::TransactionPayloadEvent(_)) => SourceEvent::Payload,
             Some(
                 EventData::TableMapEvent(_)
                 | EventData::RowsQueryEvent(_)

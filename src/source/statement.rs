@@ -132,6 +132,16 @@ impl Watch<'_> {
             .find(|t| t.table().eq_ignore_ascii_case(table))
     }
 
+    /// Whether a database name is the watched one.
+    fn is_watched_database(&self, name: &ObjectName) -> bool {
+        match name.0.last() {
+            Some(ObjectNamePart::Identifier(ident)) => {
+                ident.value.eq_ignore_ascii_case(self.database)
+            }
+            _ => false,
+        }
+    }
+
     fn first_of<'n>(&self, names: impl IntoIterator<Item = &'n ObjectName>) -> Option<TableRows> {
         names.into_iter().find_map(|n| self.table(n))
     }
@@ -220,11 +230,24 @@ impl Watch<'_> {
                 Some(t) => alter_table(t, &alter.operations),
                 None => Statement::Unrelated,
             },
-            // MariaDB's CREATE OR REPLACE drops the table first.
-            Ast::CreateTable(create) if create.or_replace => match self.table(&create.name) {
-                Some(t) => unappliable(t, "CREATE OR REPLACE TABLE of a source table"),
-                None => Statement::Unrelated,
-            },
+            // MariaDB's CREATE OR REPLACE drops the table first; a CREATE
+            // ... SELECT into an existing table logged as a statement fills it.
+            Ast::CreateTable(create) if create.or_replace || create.query.is_some() => {
+                match self.table(&create.name) {
+                    Some(t) => unappliable(
+                        t,
+                        "CREATE TABLE of a source table that replaces or fills it",
+                    ),
+                    None => Statement::Unrelated,
+                }
+            }
+            Ast::Drop {
+                object_type: ObjectType::Database | ObjectType::Schema,
+                names,
+                ..
+            } if names.iter().any(|n| self.is_watched_database(n)) => {
+                unappliable(TableRows::Users, "DROP DATABASE of the watched database")
+            }
             _ => Statement::Unrelated,
         }
     }

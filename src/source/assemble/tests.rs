@@ -368,6 +368,31 @@ fn a_transaction_that_never_committed_is_dropped() {
 }
 
 #[test]
+fn a_compressed_payload_must_bring_its_commit() {
+    // MySQL: GTID, the payload, then the events inside it.
+    let mut f = Feed::new();
+    let mysql_gtid = || SourceEvent::Gtid {
+        gtid: None,
+        standalone: true,
+        xa: false,
+    };
+    f.none(mysql_gtid());
+    f.none(SourceEvent::Payload);
+    f.none(q("BEGIN"));
+    f.none(SourceEvent::Rows(vec![user(1)]));
+    assert_eq!(rows(&f.ok(SourceEvent::Xid).unwrap()), &[user(1)]);
+    // A payload whose events never came: a stop at the next transaction.
+    f.none(mysql_gtid());
+    f.none(SourceEvent::Payload);
+    let stop = f.send(mysql_gtid()).unwrap_err();
+    assert!(
+        stop.what.contains("compressed transaction payload"),
+        "{}",
+        stop.what
+    );
+}
+
+#[test]
 fn rows_without_begin_open_a_transaction() {
     let mut f = Feed::new();
     f.none(SourceEvent::Rows(vec![user(1)]));

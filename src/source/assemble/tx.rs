@@ -18,6 +18,8 @@ pub(super) struct OpenTx {
     /// Its `BEGIN` (or first row event) was read: another one starts the
     /// next transaction.
     pub(super) begun: bool,
+    /// Its events came in a MySQL compressed payload.
+    pub(super) payload: bool,
     /// An XA transaction: held whole until `XA PREPARE`, never in parts.
     pub(super) xa: bool,
     pub(super) gtid: Option<(u32, String)>,

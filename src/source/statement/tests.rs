@@ -225,3 +225,40 @@ fn leading_comments_are_skipped() {
         Statement::Truncate(TableRows::Users)
     );
 }
+
+#[test]
+fn ddl_that_replaces_converts_or_removes_stored_rows_stops() {
+    for (sql, word) in [
+        ("CREATE OR REPLACE TABLE users (id INT)", "replaces"),
+        (
+            "CREATE TABLE IF NOT EXISTS users SELECT * FROM staging",
+            "fills",
+        ),
+        ("DROP DATABASE sessions", "DROP DATABASE"),
+        ("DROP SCHEMA IF EXISTS `sessions`", "DROP DATABASE"),
+        ("ALTER TABLE users CONVERT TO CHARACTER SET latin1", "ALTER"),
+        ("ALTER TABLE user_sessions DROP PARTITION p1", "ALTER"),
+        ("ALTER TABLE user_sessions TRUNCATE PARTITION p1", "ALTER"),
+        ("ALTER TABLE users DISCARD TABLESPACE", "ALTER"),
+    ] {
+        let (_, what) = stops(sql);
+        assert!(what.contains(word), "{sql}: {what}");
+    }
+    assert_eq!(of("DROP DATABASE other"), Statement::Unrelated);
+}
+
+#[test]
+fn rebuilds_keep_every_value() {
+    for sql in [
+        "ALTER TABLE users ENGINE=InnoDB",
+        "ALTER TABLE users FORCE",
+        "ALTER ONLINE TABLE users ADD COLUMN y INT",
+        "ALTER TABLE users ADD INDEX ix (username), ALGORITHM=INPLACE",
+    ] {
+        assert_eq!(of(sql), Statement::Reshape, "{sql}");
+    }
+    assert_eq!(
+        of("CREATE TABLE IF NOT EXISTS users (id INT)"),
+        Statement::Unrelated
+    );
+}
