@@ -13,6 +13,8 @@ use std::time::Duration;
 
 use common::servers::PrivateServices;
 use common::{stderr, TestDb};
+use replicator::model::Xid;
+use replicator::state::StateStore;
 
 /// Users 1 (with preferences) and 2; sessions s1, s2 of user 1, s3 of
 /// user 2, with attributes.
@@ -38,13 +40,6 @@ async fn fixture_on(servers: common::Servers, test: &str) -> TestDb {
 
 async fn fixture(test: &str) -> TestDb {
     fixture_on(common::Servers::shared(), test).await
-}
-
-/// Applies `sql`, catches up, and checks the whole namespace.
-async fn change(db: &TestDb, sql: &str) {
-    db.sql(sql).await;
-    db.catch_up().await;
-    db.assert_verified().await;
 }
 
 fn has(h: &std::collections::BTreeMap<String, String>, field: &str) -> bool {
@@ -80,40 +75,39 @@ async fn assert_stops(db: &TestDb, sql: &str, expect: &[&str]) -> String {
 #[tokio::test]
 async fn truncate_of_each_source_table_is_applied_without_cascade() {
     let db = fixture("truncate").await;
-    change(&db, "TRUNCATE TABLE session_data").await;
+    db.sql("TRUNCATE TABLE session_data").await;
+    let text = stderr(&db.catch_up().await);
+    assert!(
+        text.contains("TRUNCATE TABLE session_data") && text.contains("rows=3"),
+        "the log says what it did: {text}"
+    );
+    db.assert_verified().await;
     let s1 = db.session("s1").await;
     assert!(!has(&s1, "attr_cart") && !has(&s1, "attr_lang"), "{s1:?}");
     assert_eq!(s1["username"], "ann");
 
-    change(
-        &db,
-        "SET FOREIGN_KEY_CHECKS = 0; TRUNCATE TABLE user_preferences",
-    )
-    .await;
+    db.change("SET FOREIGN_KEY_CHECKS = 0; TRUNCATE TABLE user_preferences")
+        .await;
     assert!(!has(&db.session("s3").await, "theme"));
 
     // A parent table can be emptied only with the checks off: its children
     // stay, as orphans, and keep their hashes without the user's fields.
     db.sql("INSERT INTO session_data (session_id, attribute_key, attribute_value) VALUES ('s2', 'k', 'v')")
         .await;
-    change(&db, "SET FOREIGN_KEY_CHECKS = 0; TRUNCATE TABLE users").await;
+    db.change("SET FOREIGN_KEY_CHECKS = 0; TRUNCATE TABLE users")
+        .await;
     let s2 = db.session("s2").await;
     assert!(!has(&s2, "username") && s2["attr_k"] == "v", "{s2:?}");
 
-    change(
-        &db,
-        "SET FOREIGN_KEY_CHECKS = 0; TRUNCATE TABLE user_sessions",
-    )
-    .await;
+    db.change("SET FOREIGN_KEY_CHECKS = 0; TRUNCATE TABLE user_sessions")
+        .await;
     assert!(
         db.keys().await.iter().all(|k| !k.starts_with("session:")),
         "{:?}",
         db.keys().await
     );
     // The attributes MySQL kept come back with a session of their id.
-    change(
-        &db,
-        "SET FOREIGN_KEY_CHECKS = 0; \
+    db.change("SET FOREIGN_KEY_CHECKS = 0; \
          INSERT INTO user_sessions (session_id, user_id, created_at, expires_at) VALUES ('s2', 1, NOW(), '2037-01-01')",
     )
     .await;
@@ -123,11 +117,8 @@ async fn truncate_of_each_source_table_is_applied_without_cascade() {
 #[tokio::test]
 async fn a_delete_without_foreign_key_checks_does_not_cascade() {
     let db = fixture("no_fk_delete").await;
-    change(
-        &db,
-        "SET FOREIGN_KEY_CHECKS = 0; DELETE FROM users WHERE user_id = 1",
-    )
-    .await;
+    db.change("SET FOREIGN_KEY_CHECKS = 0; DELETE FROM users WHERE user_id = 1")
+        .await;
     let s1 = db.session("s1").await;
     assert!(!has(&s1, "username") && !has(&s1, "email"), "{s1:?}");
     assert_eq!(
@@ -141,11 +132,8 @@ async fn a_delete_without_foreign_key_checks_does_not_cascade() {
     );
 
     // An update of such an orphan session writes the whole hash.
-    change(
-        &db,
-        "UPDATE user_sessions SET ip_address = '10.0.0.9' WHERE session_id = 's1'",
-    )
-    .await;
+    db.change("UPDATE user_sessions SET ip_address = '10.0.0.9' WHERE session_id = 's1'")
+        .await;
     let s1 = db.session("s1").await;
     for field in [
         "user_id",
@@ -157,14 +145,9 @@ async fn a_delete_without_foreign_key_checks_does_not_cascade() {
         assert!(has(&s1, field), "{field} missing: {s1:?}");
     }
     // A session deleted with the checks off keeps its data in MySQL.
-    change(
-        &db,
-        "SET FOREIGN_KEY_CHECKS = 0; DELETE FROM user_sessions WHERE session_id = 's3'",
-    )
-    .await;
-    change(
-        &db,
-        "INSERT INTO user_sessions (session_id, user_id, created_at, expires_at) VALUES ('s3', 2, NOW(), '2037-05-01')",
+    db.change("SET FOREIGN_KEY_CHECKS = 0; DELETE FROM user_sessions WHERE session_id = 's3'")
+        .await;
+    db.change("INSERT INTO user_sessions (session_id, user_id, created_at, expires_at) VALUES ('s3', 2, NOW(), '2037-05-01')",
     )
     .await;
     assert_eq!(db.session("s3").await["attr_cart"], "[3]");
@@ -190,19 +173,19 @@ async fn xa_counts_at_commit_never_at_prepare_or_after_rollback() {
     assert_eq!(db.session("s1").await["email"], "ann@x");
     assert!(db.session("s3").await.contains_key("user_id"));
     // Another transaction commits meanwhile, in its own order.
-    change(&db, "UPDATE users SET username = 'bobby' WHERE user_id = 2").await;
+    db.change("UPDATE users SET username = 'bobby' WHERE user_id = 2")
+        .await;
     assert_eq!(db.session("s3").await["username"], "bobby");
 
-    change(&db, "XA COMMIT 'xa1'").await;
+    db.change("XA COMMIT 'xa1'").await;
     assert_eq!(db.session("s2").await["attr_held"], "yes");
     assert_eq!(db.session("s1").await["email"], "ann@xa");
 
-    change(&db, "XA ROLLBACK 'xa2'").await;
+    db.change("XA ROLLBACK 'xa2'").await;
     assert_eq!(db.session("s3").await["username"], "bobby");
 
     // One phase: committed at once.
-    change(
-        &db,
+    db.change(
         "XA START 'xa3'; UPDATE user_preferences SET theme = 'blue' WHERE user_id = 1; \
          XA END 'xa3'; XA COMMIT 'xa3' ONE PHASE",
     )
@@ -247,7 +230,7 @@ async fn a_prepared_xa_survives_a_sigkill_of_the_sidecar() {
     child.start_kill().unwrap();
     child.wait().await.unwrap();
     assert!(db.field("s1", "attr_xa").await.is_none());
-    change(&db, "XA COMMIT 'held'").await;
+    db.change("XA COMMIT 'held'").await;
     assert_eq!(db.field("s1", "attr_xa").await.as_deref(), Some("1"));
 }
 
@@ -258,9 +241,7 @@ async fn rollback_to_savepoint_undoes_what_followed_it() {
         .await;
     // A non-transactional table in the transaction: MariaDB then logs the
     // rows rolled back, followed by ROLLBACK TO.
-    change(
-        &db,
-        "BEGIN;
+    db.change("BEGIN;
          INSERT INTO session_data (session_id, attribute_key, attribute_value) VALUES ('s2', 'kept', '1');
          SAVEPOINT sp1;
          UPDATE users SET email = 'gone@x' WHERE user_id = 1;
@@ -283,9 +264,7 @@ async fn statement_format_dml_on_a_source_table_stops_and_resnapshot_recovers() 
     // Statement-format DML elsewhere is unrelated.
     db.sql("CREATE TABLE other (id INT PRIMARY KEY, v INT)")
         .await;
-    change(
-        &db,
-        "SET SESSION binlog_format = 'STATEMENT'; INSERT INTO other VALUES (1, 1); UPDATE other SET v = 2",
+    db.change("SET SESSION binlog_format = 'STATEMENT'; INSERT INTO other VALUES (1, 1); UPDATE other SET v = 2",
     )
     .await;
 
@@ -321,7 +300,8 @@ async fn statement_format_dml_on_a_source_table_stops_and_resnapshot_recovers() 
 async fn ddl_the_model_cannot_follow_stops() {
     let db = fixture("ddl_stop").await;
     // A column the model does not read: followed.
-    change(&db, "ALTER TABLE users DROP COLUMN last_login_at").await;
+    db.change("ALTER TABLE users DROP COLUMN last_login_at")
+        .await;
     assert_stops(
         &db,
         "ALTER TABLE user_sessions CHANGE ip_address ip VARCHAR(45)",
@@ -330,12 +310,8 @@ async fn ddl_the_model_cannot_follow_stops() {
     .await;
     // While streaming: the table is gone from under the sidecar.
     let other = fixture("ddl_stop_rename").await;
-    let log = std::env::temp_dir().join(format!("{}-rename.log", other.name));
-    let mut child = other
-        .replicator(&["run"])
-        .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
-        .spawn()
-        .unwrap();
+    let log = other.log_path("rename");
+    let mut child = other.sidecar(&[], &log);
     other
         .wait_for("streaming", Duration::from_secs(20), || async {
             std::fs::read_to_string(&log).is_ok_and(|t| t.contains("streaming the binlog"))
@@ -389,7 +365,8 @@ async fn a_checksum_change_while_streaming_keeps_the_file_names() {
     child.start_kill().unwrap();
     child.wait().await.unwrap();
     // The next start resumes from a well-formed file name.
-    change(&db, "UPDATE users SET username = 'last' WHERE user_id = 1").await;
+    db.change("UPDATE users SET username = 'last' WHERE user_id = 1")
+        .await;
     let (file, _) = db.checkpoint().await;
     let server: Vec<(String, u64, String, String)> = db.query("SHOW MASTER STATUS").await;
     assert_eq!(file, server[0].0);
@@ -401,13 +378,9 @@ async fn redis_out_of_memory_is_an_outage_not_a_crash() {
     let redis = PrivateServices::redis("");
     let db = fixture_on(redis.servers(), "redis_oom").await;
     let port = common::servers::free_port();
-    let log = std::env::temp_dir().join(format!("{}-oom.log", db.name));
-    let mut child = db
-        .replicator(&["run"])
-        .env("METRICS_ADDR", format!("127.0.0.1:{port}"))
-        .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
-        .spawn()
-        .unwrap();
+    let log = db.log_path("oom");
+    let addr = format!("127.0.0.1:{port}");
+    let mut child = db.sidecar(&["--metrics-addr", &addr], &log);
     let mut r = db.redis();
     let _: () = redis::cmd("CONFIG")
         .arg("SET")
@@ -422,7 +395,9 @@ async fn redis_out_of_memory_is_an_outage_not_a_crash() {
         std::fs::read_to_string(&log).is_ok_and(|t| t.contains("OOM"))
     })
     .await;
-    let healthz = healthz(port).await;
+    let healthz = common::http_get(port, "/healthz")
+        .await
+        .map(|(code, _)| code);
     assert!(
         healthz.is_some_and(|code| code != 200),
         "/healthz while Redis is full"
@@ -446,21 +421,6 @@ async fn redis_out_of_memory_is_an_outage_not_a_crash() {
     assert!(!text.contains("panicked"), "{text}");
     assert!(!text.lines().any(|l| l.starts_with("error:")), "{text}");
     db.assert_verified().await;
-}
-
-/// The status code of `/healthz`, if something answers.
-async fn healthz(port: u16) -> Option<u16> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .ok()?;
-    stream
-        .write_all(b"GET /healthz HTTP/1.0\r\nHost: localhost\r\n\r\n")
-        .await
-        .ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.ok()?;
-    response.split_whitespace().nth(1)?.parse().ok()
 }
 
 #[tokio::test]
@@ -528,9 +488,7 @@ async fn a_compressed_binlog_is_read_like_a_plain_one() {
         db.query("SHOW VARIABLES LIKE 'log_bin_compress'").await;
     assert_eq!(compressed[0].1, "ON");
     db.assert_verified().await;
-    change(
-        &db,
-        "UPDATE users SET username = 'a rather longer name to compress', email = 'long@x' WHERE user_id = 1;
+    db.change("UPDATE users SET username = 'a rather longer name to compress', email = 'long@x' WHERE user_id = 1;
          INSERT INTO session_data (session_id, attribute_key, attribute_value) VALUES ('s2', 'blob', REPEAT('xyz', 500));
          DELETE FROM user_sessions WHERE session_id = 's3'",
     )
@@ -552,7 +510,7 @@ async fn a_compressed_binlog_is_read_like_a_plain_one() {
     ] {
         assert!(kinds.iter().any(|k| k == kind), "no {kind} in {kinds:?}");
     }
-    change(&db, "TRUNCATE TABLE session_data").await;
+    db.change("TRUNCATE TABLE session_data").await;
     assert!(!has(&db.session("s1").await, "attr_cart"));
     assert_stops(
         &db,
@@ -571,16 +529,17 @@ async fn a_held_xa_survives_a_fresh_snapshot() {
         "INSERT INTO session_data (session_id, attribute_key, attribute_value) VALUES ('s2', 'kept', '1')",
     )
     .await;
-    db.catch_up().await; // held in the state
-                         // A fresh snapshot (as after a purged binlog) cannot see the prepared
-                         // rows, but keeps them held: the commit after it applies them.
+    db.catch_up().await;
+    assert_eq!(held(&db), [Xid::from_parts(1, b"kept", b"").0]);
+    // A fresh snapshot (as after a purged binlog) cannot see the prepared
+    // rows, but keeps them held: the commit after it applies them.
     let out = db.run_ok(&["snapshot"]).await;
     assert!(
         !stderr(&out).contains("XA transactions are prepared"),
         "{}",
         stderr(&out)
     );
-    change(&db, "XA COMMIT 'kept'").await;
+    db.change("XA COMMIT 'kept'").await;
     assert_eq!(db.field("s2", "attr_kept").await.as_deref(), Some("1"));
 
     // One resolved before a snapshot is forgotten by it.
@@ -590,9 +549,61 @@ async fn a_held_xa_survives_a_fresh_snapshot() {
     )
     .await;
     db.catch_up().await;
+    assert_eq!(held(&db), [Xid::from_parts(1, b"gone", b"").0]);
     db.sql("XA ROLLBACK 'gone'").await;
     db.run_ok(&["snapshot"]).await;
+    assert!(
+        held(&db).is_empty(),
+        "the snapshot forgets it: {:?}",
+        held(&db)
+    );
     db.catch_up().await;
     db.assert_verified().await;
     assert_eq!(db.field("s2", "attr_gone").await, None);
+}
+
+/// The ids of the XA transactions the test's state holds.
+fn held(db: &TestDb) -> Vec<String> {
+    StateStore::open_read_only(&db.state_dir)
+        .and_then(|state| state.held_xa_ids())
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_stop_is_counted_and_resnapshot_if_needed_carries_on() {
+    let db = fixture("stop_metric").await;
+    let port = common::servers::free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let log = db.log_path("stop_metric");
+    let mut child = db.sidecar(&["--resnapshot-if-needed", "--metrics-addr", &addr], &log);
+    db.wait_for("streaming", Duration::from_secs(20), || async {
+        std::fs::read_to_string(&log).is_ok_and(|t| t.contains("streaming the binlog"))
+    })
+    .await;
+    db.sql("SET SESSION binlog_format = 'STATEMENT'; UPDATE users SET email = 'st@x' WHERE user_id = 1")
+        .await;
+    db.wait_for("the fresh snapshot", Duration::from_secs(30), || async {
+        db.field("s1", "email").await.as_deref() == Some("st@x")
+    })
+    .await;
+    let metrics = common::http_get(port, "/metrics").await.unwrap().1;
+    assert_eq!(
+        common::sample(&metrics, "replicator_stream_stops_total"),
+        Some(1.0),
+        "{metrics}"
+    );
+    // It carries on streaming after the snapshot.
+    db.sql("UPDATE users SET username = 'after' WHERE user_id = 2")
+        .await;
+    db.wait_for(
+        "a change after the snapshot",
+        Duration::from_secs(20),
+        || async { db.field("s3", "username").await.as_deref() == Some("after") },
+    )
+    .await;
+    child.start_kill().unwrap();
+    child.wait().await.unwrap();
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("Taking a fresh snapshot instead"), "{text}");
+    db.assert_verified().await;
 }

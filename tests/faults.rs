@@ -14,21 +14,6 @@ use rand::Rng;
 use redis::AsyncCommands;
 use tokio::process::Child;
 
-/// Starts the sidecar with its log going to a file of the test.
-fn sidecar(db: &TestDb, extra: &[&str], log: &std::path::Path) -> Child {
-    let mut args = vec!["run"];
-    args.extend_from_slice(extra);
-    let file = std::fs::File::create(log).unwrap();
-    db.replicator(&args)
-        .stderr(Stdio::from(file))
-        .spawn()
-        .unwrap()
-}
-
-fn log_path(db: &TestDb, what: &str) -> std::path::PathBuf {
-    std::env::temp_dir().join(format!("{}-{what}.log", db.name))
-}
-
 async fn field(db: &TestDb, session: &str, f: &str) -> Option<String> {
     db.field(session, f).await
 }
@@ -46,7 +31,7 @@ async fn crash_trials(trials: u32, seed: u64) {
     let mut work = Workload::new(seed);
     db.sql(&work.initial()).await;
     db.sql(&work.xa_setup()).await;
-    let log = log_path(&db, "crash");
+    let log = db.log_path("crash");
     let mut held: Option<(String, bool)> = None;
     for trial in 0..trials {
         if trial % 4 == 0 {
@@ -56,7 +41,7 @@ async fn crash_trials(trials: u32, seed: u64) {
             resolve_xa(&db, held.take()).await;
             let _ = std::fs::remove_dir_all(&db.state_dir);
         }
-        let mut child = sidecar(&db, &["--max-transaction-rows", "300"], &log);
+        let mut child = db.sidecar(&["--max-transaction-rows", "300"], &log);
         let kill_after = Duration::from_millis(work.rng().random_range(0..400));
         let writes = async {
             for i in 0..25 {
@@ -145,8 +130,8 @@ async fn running_sidecar(
     let db = TestDb::on(servers, name).await;
     let mut work = Workload::new(seed);
     db.sql(&work.initial()).await;
-    let log = log_path(&db, name);
-    let child = sidecar(&db, &[], &log);
+    let log = db.log_path(name);
+    let child = db.sidecar(&[], &log);
     // Keys appear while the snapshot is still writing: wait for its end.
     db.wait_for("the snapshot", Duration::from_secs(30), || async {
         std::fs::read_to_string(&log).is_ok_and(|text| text.contains("snapshot complete"))
@@ -246,8 +231,8 @@ async fn mariadb_restarted_mid_stream_is_reconnected() {
     let mariadb = PrivateServices::mariadb("");
     let db = TestDb::on(mariadb.servers(), "mariadb_restart").await;
     db.sql(&Workload::new(9).initial()).await;
-    let log = log_path(&db, "mariadb-restart");
-    let child = sidecar(&db, &[], &log);
+    let log = db.log_path("mariadb-restart");
+    let child = db.sidecar(&[], &log);
     rename_watched(&db, "before", "the first change", Duration::from_secs(30)).await;
     mariadb.down(Which::MariaDb);
     mariadb.up(Which::MariaDb);
@@ -328,8 +313,8 @@ async fn a_purged_binlog_is_named_and_resnapshot_recovers() {
 async fn ddl_on_a_source_table_while_streaming() {
     let db = TestDb::new("ddl").await;
     db.sql(&Workload::new(2).initial()).await;
-    let log = log_path(&db, "ddl");
-    let mut child = sidecar(&db, &[], &log);
+    let log = db.log_path("ddl");
+    let mut child = db.sidecar(&[], &log);
     rename_watched(
         &db,
         "pre",
@@ -358,7 +343,7 @@ async fn ddl_on_a_source_table_while_streaming() {
         field(&db, "watch", "user_agent").await.as_deref(),
         Some("after-ddl")
     );
-    let mut child = sidecar(&db, &[], &log);
+    let mut child = db.sidecar(&[], &log);
     db.sql("ALTER TABLE session_data ADD COLUMN flags INT NULL FIRST; INSERT INTO session_data (session_id, attribute_key, attribute_value, flags) VALUES ('watch', 'post', 'ddl', 1);").await;
     db.wait_for(
         "the change after the DDL",
@@ -404,8 +389,8 @@ fn peak_rss_mib(pid: u32) -> Option<u64> {
 async fn huge_transactions_are_applied_with_bounded_memory() {
     let db = TestDb::new("huge").await;
     db.sql(&Workload::new(8).initial()).await;
-    let log = log_path(&db, "huge");
-    let mut child = sidecar(&db, &[], &log);
+    let log = db.log_path("huge");
+    let mut child = db.sidecar(&[], &log);
     let pid = child.id().unwrap();
     // 200,000 session_data rows in one transaction.
     db.sql(

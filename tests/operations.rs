@@ -6,41 +6,12 @@ mod common;
 use std::time::Duration;
 
 use common::servers::free_port;
-use common::{stderr, TestDb};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use common::{http_get as get, sample, stderr, TestDb};
 
 const FIXTURE: &str = "
 INSERT INTO users (user_id, username, email, password_hash) VALUES (1, 'ann', 'ann@x', 'h');
 INSERT INTO user_sessions (session_id, user_id, created_at, expires_at) VALUES ('s1', 1, NOW(), NOW() + INTERVAL 1 DAY);
 ";
-
-/// A plain HTTP/1.0 GET: (status, body), or None while nothing listens.
-async fn get(port: u16, path: &str) -> Option<(u16, String)> {
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .ok()?;
-    stream
-        .write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes())
-        .await
-        .ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.ok()?;
-    let status = response.split_whitespace().nth(1)?.parse().ok()?;
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    Some((status, body))
-}
-
-/// The value of a series in Prometheus text, by its full name with labels.
-fn sample(metrics: &str, series: &str) -> Option<f64> {
-    metrics
-        .lines()
-        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-}
 
 /// The sidecar with its endpoints on a free port; returns it and the port.
 fn sidecar_with_metrics(db: &TestDb) -> (tokio::process::Child, u16) {

@@ -35,13 +35,6 @@ async fn streaming_db(test: &str) -> TestDb {
     db
 }
 
-/// Applies `sql`, catches up, and checks the whole namespace with `verify`.
-async fn change(db: &TestDb, sql: &str) {
-    db.sql(sql).await;
-    db.catch_up().await;
-    db.assert_verified().await;
-}
-
 fn field<'a>(h: &'a std::collections::BTreeMap<String, String>, f: &str) -> Option<&'a str> {
     h.get(f).map(String::as_str)
 }
@@ -49,11 +42,8 @@ fn field<'a>(h: &'a std::collections::BTreeMap<String, String>, f: &str) -> Opti
 #[tokio::test]
 async fn users_changes_fan_out_and_deletes_cascade() {
     let db = streaming_db("stream_users").await;
-    change(
-        &db,
-        "UPDATE users SET username = 'anna', email = 'anna@x' WHERE user_id = 1",
-    )
-    .await;
+    db.change("UPDATE users SET username = 'anna', email = 'anna@x' WHERE user_id = 1")
+        .await;
     for s in ["s1", "s2"] {
         let h = db.session(s).await;
         assert_eq!(
@@ -72,10 +62,10 @@ async fn users_changes_fan_out_and_deletes_cascade() {
     .await;
     db.catch_up().await;
     assert_eq!(field(&db.session("s9").await, "username"), None);
-    change(&db, "INSERT INTO users (user_id, username, email, password_hash) VALUES (9, 'nine', 'n@x', 'h')").await;
+    db.change("INSERT INTO users (user_id, username, email, password_hash) VALUES (9, 'nine', 'n@x', 'h')").await;
     assert_eq!(field(&db.session("s9").await, "username"), Some("nine"));
 
-    change(&db, "DELETE FROM users WHERE user_id = 1").await;
+    db.change("DELETE FROM users WHERE user_id = 1").await;
     let keys = db.keys().await;
     for gone in ["session:s1", "session:s2", "user:1:sessions"] {
         assert!(!keys.contains(&gone.to_string()), "{gone}: {keys:?}");
@@ -86,7 +76,7 @@ async fn users_changes_fan_out_and_deletes_cascade() {
 #[tokio::test]
 async fn preferences_insert_update_delete() {
     let db = streaming_db("stream_prefs").await;
-    change(&db, "INSERT INTO user_preferences (user_id, theme, language, notifications_enabled) VALUES (2, 'light', 'de', FALSE)").await;
+    db.change("INSERT INTO user_preferences (user_id, theme, language, notifications_enabled) VALUES (2, 'light', 'de', FALSE)").await;
     let h = db.session("s3").await;
     assert_eq!(
         (
@@ -96,8 +86,7 @@ async fn preferences_insert_update_delete() {
         ),
         (Some("light"), Some("de"), Some("false"))
     );
-    change(
-        &db,
+    db.change(
         "UPDATE user_preferences SET theme = NULL, notifications_enabled = TRUE WHERE user_id = 2",
     )
     .await;
@@ -106,7 +95,8 @@ async fn preferences_insert_update_delete() {
         (field(&h, "theme"), field(&h, "notifications_enabled")),
         (None, Some("true"))
     );
-    change(&db, "DELETE FROM user_preferences WHERE user_id = 1").await;
+    db.change("DELETE FROM user_preferences WHERE user_id = 1")
+        .await;
     for s in ["s1", "s2"] {
         let h = db.session(s).await;
         assert!(
@@ -120,9 +110,7 @@ async fn preferences_insert_update_delete() {
 #[tokio::test]
 async fn session_insert_update_and_delete() {
     let db = streaming_db("stream_sessions").await;
-    change(
-        &db,
-        "INSERT INTO user_sessions (session_id, user_id, ip_address, user_agent, created_at, expires_at, last_activity_at)
+    db.change("INSERT INTO user_sessions (session_id, user_id, ip_address, user_agent, created_at, expires_at, last_activity_at)
          VALUES ('n1', 2, '::1', 'ua', '2024-05-05 05:05:05', '2037-01-01 00:00:00', NULL)",
     )
     .await;
@@ -140,7 +128,7 @@ async fn session_insert_update_and_delete() {
     assert_eq!(db.expire_time("user:2:sessions").await, MAR_2037);
 
     // Any column; NULL removes the field.
-    change(&db, "UPDATE user_sessions SET ip_address = NULL, user_agent = 'new', last_activity_at = '2024-06-01 00:00:00' WHERE session_id = 'n1'").await;
+    db.change("UPDATE user_sessions SET ip_address = NULL, user_agent = 'new', last_activity_at = '2024-06-01 00:00:00' WHERE session_id = 'n1'").await;
     let h = db.session("n1").await;
     assert_eq!(
         (field(&h, "ip_address"), field(&h, "user_agent")),
@@ -149,7 +137,8 @@ async fn session_insert_update_and_delete() {
     assert_eq!(field(&h, "last_activity_at"), Some("2024-06-01T00:00:00Z"));
 
     // Delete: key and index member gone, index TTL follows the remaining session.
-    change(&db, "DELETE FROM user_sessions WHERE session_id = 's3'").await;
+    db.change("DELETE FROM user_sessions WHERE session_id = 's3'")
+        .await;
     assert!(db.session("s3").await.is_empty());
     assert_eq!(db.index(2).await, [("n1".to_string(), JAN_2037)]);
     assert_eq!(db.expire_time("user:2:sessions").await, JAN_2037);
@@ -159,20 +148,14 @@ async fn session_insert_update_and_delete() {
 async fn session_expiry_moves_and_renames() {
     let db = streaming_db("stream_expiry").await;
     // Into the past: key and index member gone.
-    change(
-        &db,
-        "UPDATE user_sessions SET expires_at = '2021-01-01' WHERE session_id = 's2'",
-    )
-    .await;
+    db.change("UPDATE user_sessions SET expires_at = '2021-01-01' WHERE session_id = 's2'")
+        .await;
     assert!(db.session("s2").await.is_empty());
     assert_eq!(db.index(1).await, [("s1".to_string(), JAN_2037)]);
 
     // An expired session extended into the future: the full hash, attributes included.
-    change(
-        &db,
-        "UPDATE user_sessions SET expires_at = '2037-02-01' WHERE session_id = 'old'",
-    )
-    .await;
+    db.change("UPDATE user_sessions SET expires_at = '2037-02-01' WHERE session_id = 'old'")
+        .await;
     let h = db.session("old").await;
     assert_eq!(
         (field(&h, "attr_cart"), field(&h, "theme")),
@@ -181,11 +164,8 @@ async fn session_expiry_moves_and_renames() {
     assert_eq!(db.expire_time("session:old").await, FEB_2037);
 
     // Moved to another user: user fields, preferences and both indexes follow.
-    change(
-        &db,
-        "UPDATE user_sessions SET user_id = 2 WHERE session_id = 's1'",
-    )
-    .await;
+    db.change("UPDATE user_sessions SET user_id = 2 WHERE session_id = 's1'")
+        .await;
     let h = db.session("s1").await;
     assert_eq!(
         (
@@ -200,11 +180,8 @@ async fn session_expiry_moves_and_renames() {
     assert!(db.index(2).await.iter().any(|(m, _)| m == "s1"));
 
     // session_id changed (no attributes hold it back): old key gone, new key complete.
-    change(
-        &db,
-        "UPDATE user_sessions SET session_id = 's3-renamed' WHERE session_id = 's3'",
-    )
-    .await;
+    db.change("UPDATE user_sessions SET session_id = 's3-renamed' WHERE session_id = 's3'")
+        .await;
     assert!(db.session("s3").await.is_empty());
     assert_eq!(
         field(&db.session("s3-renamed").await, "username"),
@@ -216,30 +193,29 @@ async fn session_expiry_moves_and_renames() {
 #[tokio::test]
 async fn session_data_changes_touch_one_field() {
     let db = streaming_db("stream_data").await;
-    change(&db, "INSERT INTO session_data (session_id, attribute_key, attribute_value) VALUES ('s2', 'k', 'v'), ('s2', 'nul', NULL)").await;
+    db.change("INSERT INTO session_data (session_id, attribute_key, attribute_value) VALUES ('s2', 'k', 'v'), ('s2', 'nul', NULL)").await;
     let h = db.session("s2").await;
     assert_eq!(
         (field(&h, "attr_k"), field(&h, "attr_nul")),
         (Some("v"), None)
     );
-    change(&db, "UPDATE session_data SET attribute_value = 'w' WHERE session_id = 's2' AND attribute_key = 'k'").await;
+    db.change("UPDATE session_data SET attribute_value = 'w' WHERE session_id = 's2' AND attribute_key = 'k'").await;
     assert_eq!(field(&db.session("s2").await, "attr_k"), Some("w"));
     // Renamed key, then moved to another session.
-    change(&db, "UPDATE session_data SET attribute_key = 'k2' WHERE session_id = 's2' AND attribute_key = 'k'").await;
+    db.change("UPDATE session_data SET attribute_key = 'k2' WHERE session_id = 's2' AND attribute_key = 'k'").await;
     let h = db.session("s2").await;
     assert_eq!(
         (field(&h, "attr_k"), field(&h, "attr_k2")),
         (None, Some("w"))
     );
-    change(&db, "UPDATE session_data SET session_id = 's3' WHERE session_id = 's2' AND attribute_key = 'k2'").await;
+    db.change("UPDATE session_data SET session_id = 's3' WHERE session_id = 's2' AND attribute_key = 'k2'").await;
     assert_eq!(field(&db.session("s2").await, "attr_k2"), None);
     assert_eq!(field(&db.session("s3").await, "attr_k2"), Some("w"));
-    change(&db, "DELETE FROM session_data WHERE session_id = 's1'").await;
+    db.change("DELETE FROM session_data WHERE session_id = 's1'")
+        .await;
     assert_eq!(field(&db.session("s1").await, "attr_cart"), None);
     // Writes to an expired or unknown session create nothing.
-    change(
-        &db,
-        "INSERT INTO session_data (session_id, attribute_key, attribute_value) VALUES ('old', 'x', 'y');
+    db.change("INSERT INTO session_data (session_id, attribute_key, attribute_value) VALUES ('old', 'x', 'y');
          SET FOREIGN_KEY_CHECKS = 0;
          INSERT INTO session_data (session_id, attribute_key, attribute_value) VALUES ('ghost', 'x', 'y');
          SET FOREIGN_KEY_CHECKS = 1;",
@@ -254,13 +230,12 @@ async fn session_data_changes_touch_one_field() {
 #[tokio::test]
 async fn deleting_a_session_cascades_to_its_data() {
     let db = streaming_db("stream_cascade").await;
-    change(&db, "DELETE FROM user_sessions WHERE session_id = 's1'").await;
+    db.change("DELETE FROM user_sessions WHERE session_id = 's1'")
+        .await;
     assert!(db.session("s1").await.is_empty());
     // Its session_data went with it (MySQL logged no row event for that):
     // a session re-created under the same id has no attributes.
-    change(
-        &db,
-        "INSERT INTO user_sessions (session_id, user_id, created_at, expires_at) VALUES ('s1', 1, NOW(), '2037-01-01')",
+    db.change("INSERT INTO user_sessions (session_id, user_id, created_at, expires_at) VALUES ('s1', 1, NOW(), '2037-01-01')",
     )
     .await;
     assert_eq!(field(&db.session("s1").await, "attr_cart"), None);
@@ -433,7 +408,8 @@ async fn a_checkpoint_in_a_purged_binlog_is_a_clear_error_or_a_resnapshot() {
 #[tokio::test]
 async fn a_clean_stop_leaves_no_write_ahead_log_to_replay() {
     let db = streaming_db("stream_clean_stop").await;
-    change(&db, "UPDATE users SET email = 'stop@x' WHERE user_id = 2").await;
+    db.change("UPDATE users SET email = 'stop@x' WHERE user_id = 2")
+        .await;
     // RocksDB's write-ahead logs are its `*.log` files (its own log is `LOG`).
     let unflushed: Vec<_> = std::fs::read_dir(&db.state_dir)
         .unwrap()

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use mysql_async::prelude::Queryable;
 use redis::AsyncCommands;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 pub const DEFAULT_ADMIN_URL: &str = "mysql://admin:admin-local-only@127.0.0.1:13306/";
 pub const DEFAULT_MYSQL_URL: &str =
@@ -293,6 +294,31 @@ impl TestDb {
         self.run_ok(&args).await
     }
 
+    /// Applies `sql`, catches up, and checks the whole namespace with
+    /// `verify`.
+    pub async fn change(&self, sql: &str) {
+        self.sql(sql).await;
+        self.catch_up().await;
+        self.assert_verified().await;
+    }
+
+    /// `run` with `extra` arguments in the background, its log (stderr)
+    /// written to `log`.
+    pub fn sidecar(&self, extra: &[&str], log: &std::path::Path) -> tokio::process::Child {
+        let mut args = vec!["run"];
+        args.extend_from_slice(extra);
+        let file = std::fs::File::create(log).unwrap();
+        self.replicator(&args)
+            .stderr(std::process::Stdio::from(file))
+            .spawn()
+            .unwrap()
+    }
+
+    /// A log file of this test's, for [`Self::sidecar`].
+    pub fn log_path(&self, what: &str) -> PathBuf {
+        std::env::temp_dir().join(format!("{}-{what}.log", self.name))
+    }
+
     /// `verify` reports a match.
     pub async fn assert_verified(&self) {
         let out = self.run(&["verify"]).await;
@@ -434,6 +460,34 @@ impl Drop for TestDb {
         });
         let _ = cleanup.join();
     }
+}
+
+/// A plain HTTP/1.0 GET: (status, body), or None while nothing listens.
+pub async fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .ok()?;
+    stream
+        .write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes())
+        .await
+        .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.ok()?;
+    let status = response.split_whitespace().nth(1)?.parse().ok()?;
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Some((status, body))
+}
+
+/// The value of a series in Prometheus text, by its full name with labels.
+pub fn sample(metrics: &str, series: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
 }
 
 pub fn stdout(out: &Output) -> String {
