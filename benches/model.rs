@@ -4,82 +4,20 @@
 //!
 //!     cargo bench --bench model
 
-use std::collections::BTreeMap;
-
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use mysql_async::consts::ColumnType;
 use mysql_async::Value;
 use mysql_common::io::ParseBuf;
-use replicator::error::Result;
 use replicator::model::{
-    apply, coalesce, finish_group, write_session, Attribute, Bytes, Command, GroupOutput, Keys,
-    Overlay, Preferences, RowChange, Session, SessionRef, SourceRow, StateView, Timestamp, User,
-    Xid,
+    apply, coalesce, finish_group, write_session, Attribute, Command, GroupOutput, Keys, Overlay,
+    Preferences, RowChange, Session, SourceRow, StateView, Timestamp, User,
 };
 use replicator::sink::pipeline;
 use replicator::source::image::{ColumnSpec, Layout};
-use replicator::source::TableRows;
+use replicator::source::Table;
+use replicator::testing::MemState;
 
 const NOW: i64 = 1_800_000_000;
-
-/// A state of one user with ten sessions of three attributes each.
-#[derive(Default)]
-struct Mem {
-    users: BTreeMap<i64, User>,
-    prefs: BTreeMap<i64, Preferences>,
-    sessions: BTreeMap<Bytes, Session>,
-    attrs: BTreeMap<Bytes, Vec<Attribute>>,
-}
-
-impl StateView for Mem {
-    fn user(&self, id: i64) -> Result<Option<User>> {
-        Ok(self.users.get(&id).cloned())
-    }
-    fn preferences(&self, id: i64) -> Result<Option<Preferences>> {
-        Ok(self.prefs.get(&id).cloned())
-    }
-    fn session(&self, id: &[u8]) -> Result<Option<Session>> {
-        Ok(self.sessions.get(id).cloned())
-    }
-    fn attributes(&self, id: &[u8]) -> Result<Vec<Attribute>> {
-        Ok(self.attrs.get(id).cloned().unwrap_or_default())
-    }
-    fn sessions_of_user(&self, id: i64) -> Result<Vec<SessionRef>> {
-        Ok(self
-            .sessions
-            .values()
-            .filter(|s| s.user_id == id)
-            .map(SessionRef::from)
-            .collect())
-    }
-    fn rows_of(&self, table: TableRows) -> Result<Vec<SourceRow>> {
-        Ok(match table {
-            TableRows::Users => self.users.values().cloned().map(SourceRow::User).collect(),
-            TableRows::Preferences => self
-                .prefs
-                .values()
-                .cloned()
-                .map(SourceRow::Preferences)
-                .collect(),
-            TableRows::Sessions => self
-                .sessions
-                .values()
-                .cloned()
-                .map(SourceRow::Session)
-                .collect(),
-            TableRows::Attributes => self
-                .attrs
-                .values()
-                .flatten()
-                .cloned()
-                .map(SourceRow::Attribute)
-                .collect(),
-        })
-    }
-    fn held_xa(&self, _: &Xid) -> Result<Option<Vec<RowChange>>> {
-        Ok(None)
-    }
-}
 
 fn session(i: usize) -> Session {
     Session {
@@ -103,32 +41,25 @@ fn attribute(i: usize, k: usize) -> Attribute {
     }
 }
 
-fn state() -> Mem {
-    let mut m = Mem::default();
-    m.users.insert(
-        1,
-        User {
-            user_id: 1,
-            username: b"alice".to_vec(),
-            email: b"alice@example.com".to_vec(),
-        },
-    );
-    m.prefs.insert(
-        1,
-        Preferences {
-            user_id: 1,
-            theme: Some(b"dark".to_vec()),
-            language: Some(b"en".to_vec()),
-            notifications_enabled: Some(true),
-        },
-    );
+/// A state of one user with ten sessions of three attributes each.
+fn state() -> MemState {
+    let mut m = MemState::default();
+    m.insert(SourceRow::User(User {
+        user_id: 1,
+        username: b"alice".to_vec(),
+        email: b"alice@example.com".to_vec(),
+    }));
+    m.insert(SourceRow::Preferences(Preferences {
+        user_id: 1,
+        theme: Some(b"dark".to_vec()),
+        language: Some(b"en".to_vec()),
+        notifications_enabled: Some(true),
+    }));
     for i in 0..10 {
-        let s = session(i);
-        m.attrs.insert(
-            s.session_id.clone(),
-            (0..3).map(|k| attribute(i, k)).collect(),
-        );
-        m.sessions.insert(s.session_id.clone(), s);
+        m.insert(SourceRow::Session(session(i)));
+        for k in 0..3 {
+            m.insert(SourceRow::Attribute(attribute(i, k)));
+        }
     }
     m
 }
@@ -150,7 +81,7 @@ fn decode(c: &mut Criterion) {
     g.bench_function("user_sessions row", |b| {
         b.iter_batched(
             values,
-            |v| TableRows::Sessions.decode(v).unwrap(),
+            |v| Table::Sessions.decode(v).unwrap(),
             BatchSize::SmallInput,
         )
     });
@@ -170,13 +101,8 @@ fn decode(c: &mut Criterion) {
         spec(ColumnType::MYSQL_TYPE_TIMESTAMP2, &[0]),
         spec(ColumnType::MYSQL_TYPE_TIMESTAMP2, &[0]),
     ];
-    let layout = Layout::from_columns(
-        TableRows::Sessions,
-        &columns,
-        TableRows::Sessions.columns(),
-        0,
-    )
-    .unwrap();
+    let layout =
+        Layout::from_columns(Table::Sessions, &columns, Table::Sessions.columns(), 0).unwrap();
     let mut image = vec![0b0100_0000]; // last_activity_at is NULL
     let session_id = b"9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
     image.extend_from_slice(&(session_id.len() as u16).to_le_bytes());
@@ -208,14 +134,14 @@ fn model(c: &mut Criterion) {
     g.throughput(Throughput::Elements(1));
     g.bench_function("full session hash", |b| {
         let s = session(0);
-        let attrs = base.attrs[&s.session_id].clone();
+        let attrs = base.attributes(&s.session_id).unwrap();
         b.iter(|| {
             write_session(
                 &keys,
                 now,
                 &s,
                 base.users.get(&1),
-                base.prefs.get(&1),
+                base.preferences.get(&1),
                 &attrs,
             )
         })
@@ -282,8 +208,8 @@ fn resp(c: &mut Criterion) {
                 now,
                 &s,
                 base.users.get(&1),
-                base.prefs.get(&1),
-                &base.attrs[&s.session_id],
+                base.preferences.get(&1),
+                &base.attributes(&s.session_id).unwrap(),
             )
             .unwrap()
         })

@@ -243,7 +243,9 @@ async fn server_position(url: &str, args: &StatusArgs) -> Result<crate::position
 /// How far a checkpoint is behind the server's binlog.
 #[derive(Debug, serde::Serialize)]
 struct Behind {
-    files: u64,
+    /// `None` when the server's binlog has another base name than the
+    /// checkpoint's: the two cannot be compared.
+    files: Option<u64>,
     /// Bytes within the same file (when `files` is 0).
     bytes: u64,
 }
@@ -253,22 +255,35 @@ impl Behind {
         at: &crate::position::BinlogPosition,
         server: &crate::position::BinlogPosition,
     ) -> Self {
-        let files = server.sequence().saturating_sub(at.sequence());
+        if at.file.base() != server.file.base() {
+            return Behind {
+                files: None,
+                bytes: 0,
+            };
+        }
+        let files = server.file.sequence().saturating_sub(at.file.sequence());
         let bytes = if files == 0 {
             server.offset.saturating_sub(at.offset)
         } else {
             0
         };
-        Behind { files, bytes }
+        Behind {
+            files: Some(files),
+            bytes,
+        }
     }
 }
 
 impl std::fmt::Display for Behind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match (self.files, self.bytes) {
-            (0, 0) => write!(f, "nothing: caught up"),
-            (0, bytes) => write!(f, "{bytes} bytes of binlog"),
-            (files, _) => write!(f, "{files} binlog file(s)"),
+            (None, _) => write!(
+                f,
+                "unknown: the server's binlog has another base name than the checkpoint's"
+            ),
+            (Some(0), 0) => write!(f, "nothing: caught up"),
+            (Some(0), bytes) => write!(f, "{bytes} bytes of binlog"),
+            (Some(files), _) => write!(f, "{files} binlog file(s)"),
         }
     }
 }

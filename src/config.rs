@@ -53,7 +53,9 @@ pub fn database_of(mysql_url: &str) -> Result<String> {
             redact_url(mysql_url)
         )));
     }
-    Ok(percent_decode(db))
+    Ok(percent_encoding::percent_decode_str(db)
+        .decode_utf8_lossy()
+        .into_owned())
 }
 
 impl Config {
@@ -76,24 +78,6 @@ pub fn redact_url(raw: &str) -> String {
         // Not a URL: say nothing of its content, it may be a secret.
         Err(_) => "<unparseable URL>".to_string(),
     }
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(b);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]

@@ -84,6 +84,17 @@ pub enum Error {
     #[error("{0}")]
     Interrupted(String),
 
+    /// Redis lost the namespace while a snapshot wrote it.
+    #[error("{0}")]
+    NamespaceLost(String),
+
+    /// An internal task panicked or was cancelled: a bug, not an outage.
+    #[error(
+        "internal error: {task} failed ({message}). Nothing past the last checkpoint was \
+         committed, so a restart resumes from it; please report this as a bug"
+    )]
+    TaskFailed { task: &'static str, message: String },
+
     /// A row from the source could not be decoded into the model.
     #[error("malformed row in `{table}`: {reason}")]
     Decode { table: &'static str, reason: String },
@@ -190,6 +201,14 @@ impl Error {
         Error::Redis {
             context: context.into(),
             source,
+        }
+    }
+
+    /// A spawned task that ended without its result.
+    pub(crate) fn task(task: &'static str, e: tokio::task::JoinError) -> Self {
+        Error::TaskFailed {
+            task,
+            message: e.to_string(),
         }
     }
 

@@ -25,6 +25,8 @@ pub mod snapshot;
 pub mod source;
 pub mod state;
 pub mod telemetry;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 pub mod verify;
 
 pub use error::{Error, Result};

@@ -162,7 +162,8 @@ async fn json_logs_are_one_object_per_line() {
 
 #[test]
 fn compose_file_parses_and_its_mysql_meets_the_prerequisites() {
-    use replicator::source::{check_settings, Flavor, ServerSettings, TABLES};
+    use replicator::model::Table;
+    use replicator::source::{check_settings, Flavor, ServerSettings};
     let text = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/docker/docker-compose.yml"
@@ -191,7 +192,7 @@ fn compose_file_parses_and_its_mysql_meets_the_prerequisites() {
         binlog_row_image: flag("binlog-row-image").unwrap_or_default(),
         server_id: flag("server-id").unwrap().parse().unwrap(),
         database: "sessions".into(),
-        tables: TABLES.iter().map(|t| t.to_string()).collect(),
+        tables: Table::ALL.map(|t| t.name().to_string()).to_vec(),
     };
     check_settings(&settings).unwrap();
     assert_eq!(flag("binlog-row-metadata").as_deref(), Some("FULL"));

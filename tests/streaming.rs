@@ -386,7 +386,7 @@ async fn a_checkpoint_in_a_purged_binlog_is_a_clear_error_or_a_resnapshot() {
     {
         let state = replicator::state::StateStore::open(&db.state_dir).unwrap();
         let mut cp = state.checkpoint().unwrap().unwrap();
-        cp.position = replicator::position::BinlogPosition::new("binlog.000000", 4);
+        cp.position = replicator::position::BinlogPosition::parse("binlog.000000", 4).unwrap();
         state.commit(state.batch(), &cp).unwrap();
     }
     let out = db.run(&["run", "--exit-when-caught-up"]).await;

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Attribute, Preferences, Session, TableRows, User};
+use super::{Attribute, Preferences, Session, Table, User};
 
 /// One row of one of the four tables.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -56,7 +56,7 @@ pub enum Content {
     /// progress past events that changed nothing of ours).
     Rows(Vec<RowChange>),
     /// Empty one of the four tables, as `TRUNCATE` does (no cascade).
-    Truncate(TableRows),
+    Truncate(Table),
     /// An XA transaction was prepared: hold its row changes until its
     /// outcome is logged.
     XaPrepare { xid: Xid, changes: Vec<RowChange> },

@@ -10,6 +10,7 @@ mod change;
 mod coalesce;
 mod command;
 mod keys;
+pub mod pending;
 mod rows;
 mod session;
 mod table;
@@ -21,11 +22,12 @@ pub use change::{Content, RowChange, SourceRow, Xid};
 pub use coalesce::coalesce;
 pub use command::Command;
 pub use keys::Keys;
+pub use pending::{Pending, Write};
 pub use rows::{Attribute, Bytes, Preferences, Session, SessionRef, User};
 pub use session::{
     attribute_field, preference_fields, session_fields, session_hash, user_fields, write_session,
     write_user_index, Field,
 };
-pub use table::TableRows;
+pub use table::Table;
 pub use timestamp::Timestamp;
 pub use view::{Overlay, StateView};

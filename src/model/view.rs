@@ -6,8 +6,9 @@ use std::collections::BTreeMap;
 
 use hashbrown::HashMap;
 
+use super::pending::Pending;
 use super::{
-    Attribute, Bytes, Preferences, RowChange, Session, SessionRef, SourceRow, TableRows, User, Xid,
+    Attribute, Bytes, Preferences, RowChange, Session, SessionRef, SourceRow, Table, User, Xid,
 };
 use crate::error::Result;
 
@@ -26,59 +27,10 @@ pub trait StateView {
     /// The sessions whose `user_id` is this user, live or not, ordered by id.
     fn sessions_of_user(&self, user_id: i64) -> Result<Vec<SessionRef>>;
     /// Every row of one table (for a `TRUNCATE`), in key order.
-    fn rows_of(&self, table: TableRows) -> Result<Vec<SourceRow>>;
+    fn rows_of(&self, table: Table) -> Result<Vec<SourceRow>>;
     /// The row changes of a prepared XA transaction, held until its
     /// `XA COMMIT` or `XA ROLLBACK`.
     fn held_xa(&self, xid: &Xid) -> Result<Option<Vec<RowChange>>>;
-}
-
-/// Writes of a group of transactions not yet committed, read through before
-/// the base. `None` marks a deleted row.
-#[derive(Default, Debug, Clone)]
-pub struct Pending {
-    pub users: BTreeMap<i64, Option<User>>,
-    pub preferences: BTreeMap<i64, Option<Preferences>>,
-    pub sessions: BTreeMap<Bytes, Option<Session>>,
-    pub attributes: BTreeMap<(Bytes, Bytes), Option<Attribute>>,
-    /// (user id, session id) → its entry in the user → sessions index, or
-    /// `None` when removed.
-    pub index: BTreeMap<(i64, Bytes), Option<SessionRef>>,
-    /// Prepared XA transactions' row changes, or `None` once resolved.
-    pub xa: BTreeMap<String, Option<Vec<RowChange>>>,
-}
-
-impl Pending {
-    /// Puts this layer's attributes of the session over `by_key`.
-    fn merge_attributes(&self, session_id: &[u8], by_key: &mut BTreeMap<Bytes, Attribute>) {
-        let from = (session_id.to_vec(), Vec::new());
-        for ((sid, key), row) in self.attributes.range(from..) {
-            if sid != session_id {
-                break;
-            }
-            match row {
-                Some(attr) => by_key.insert(key.clone(), attr.clone()),
-                None => by_key.remove(key),
-            };
-        }
-    }
-
-    /// This layer's entries of the user's index.
-    fn index_of(&self, user_id: i64) -> impl Iterator<Item = (&Bytes, &Option<SessionRef>)> {
-        self.index
-            .range((user_id, Vec::new())..)
-            .take_while(move |((uid, _), _)| *uid == user_id)
-            .map(|((_, sid), entry)| (sid, entry))
-    }
-
-    /// Puts this layer's index entries of the user over `refs`.
-    fn merge_index(&self, user_id: i64, refs: &mut BTreeMap<Bytes, SessionRef>) {
-        for (sid, entry) in self.index_of(user_id) {
-            match entry {
-                Some(r) => refs.insert(sid.clone(), r.clone()),
-                None => refs.remove(sid),
-            };
-        }
-    }
 }
 
 /// The base state with a group's pending writes on top, and between them,
@@ -223,13 +175,7 @@ impl<'a, V: StateView> Overlay<'a, V> {
 
     /// Number of pending row writes.
     pub fn len(&self) -> usize {
-        let p = &self.pending;
-        p.users.len()
-            + p.preferences.len()
-            + p.sessions.len()
-            + p.attributes.len()
-            + p.index.len()
-            + p.xa.len()
+        self.pending.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -322,7 +268,7 @@ impl<V: StateView> StateView for Overlay<'_, V> {
         Ok(refs.into_values().collect())
     }
 
-    fn rows_of(&self, table: TableRows) -> Result<Vec<SourceRow>> {
+    fn rows_of(&self, table: Table) -> Result<Vec<SourceRow>> {
         let base = self.base.rows_of(table)?;
         let layers = || self.below.into_iter().chain([&self.pending]);
         macro_rules! merge {
@@ -344,10 +290,10 @@ impl<V: StateView> StateView for Overlay<'_, V> {
             }};
         }
         Ok(match table {
-            TableRows::Users => merge!(User, users, |u: &User| u.user_id),
-            TableRows::Preferences => merge!(Preferences, preferences, |p: &Preferences| p.user_id),
-            TableRows::Sessions => merge!(Session, sessions, |s: &Session| s.session_id.clone()),
-            TableRows::Attributes => merge!(Attribute, attributes, |a: &Attribute| (
+            Table::Users => merge!(User, users, |u: &User| u.user_id),
+            Table::Preferences => merge!(Preferences, preferences, |p: &Preferences| p.user_id),
+            Table::Sessions => merge!(Session, sessions, |s: &Session| s.session_id.clone()),
+            Table::Attributes => merge!(Attribute, attributes, |a: &Attribute| (
                 a.session_id.clone(),
                 a.key.clone()
             )),

@@ -41,7 +41,7 @@ use writer::{GroupWrite, GroupWriter, Written};
 
 use crate::app::Connected;
 use crate::error::{Error, Result};
-use crate::model::view::Pending;
+use crate::model::Pending;
 use crate::model::{
     apply_content, finish_group, prefetch, Command, Content, GroupOutput, Overlay, Timestamp,
 };
@@ -613,7 +613,7 @@ fn describe(content: &Content) -> Option<String> {
         Content::Rows(_) => None,
         Content::Truncate(table) => Some(format!(
             "TRUNCATE TABLE {}: every row of it removed, without cascade, as MySQL does",
-            table.table()
+            table.name()
         )),
         Content::XaPrepare { xid, .. } => Some(format!(
             "XA PREPARE {xid}: its row changes are held until XA COMMIT or XA ROLLBACK"

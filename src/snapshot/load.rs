@@ -5,7 +5,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, Result};
 use crate::progress::Progress;
-use crate::source::{ConsistentRead, SourceRow, TableRows};
+use crate::source::{ConsistentRead, SourceRow, Table};
 use crate::state::{StateBatch, StateStore};
 
 /// Rows per state write while loading.
@@ -16,10 +16,10 @@ const ROWS_PER_WRITE: usize = 5_000;
 pub async fn load_tables(
     read: &mut ConsistentRead,
     state: &StateStore,
-    tables: &[TableRows],
+    tables: &[Table],
     progress: &Progress,
     shutdown: &CancellationToken,
-    filter: Option<&dyn Fn(TableRows) -> String>,
+    filter: Option<&dyn Fn(Table) -> String>,
 ) -> Result<Vec<(&'static str, u64)>> {
     let mut counts = Vec::new();
     for &table in tables {
@@ -34,7 +34,7 @@ pub async fn load_tables(
             async |_| Ok(()),
         )
         .await?;
-        counts.push((table.table(), rows));
+        counts.push((table.name(), rows));
     }
     Ok(counts)
 }
@@ -44,14 +44,14 @@ pub async fn load_tables(
 pub async fn load_table(
     read: &mut ConsistentRead,
     state: &StateStore,
-    table: TableRows,
+    table: Table,
     condition: Option<&str>,
     progress: &Progress,
     shutdown: &CancellationToken,
     mut also: impl AsyncFnMut(SourceRow) -> Result<()>,
 ) -> Result<u64> {
     let estimate = read.estimated_rows(table).await.unwrap_or(0);
-    let mut tracker = progress.start(table.table(), estimate);
+    let mut tracker = progress.start(table.name(), estimate);
     let mut loader = Loader::new(state);
     read.read(table, condition, async |row| {
         loader.put(&row);
@@ -119,7 +119,7 @@ impl Loader {
         match self.writing.take() {
             Some(task) => task
                 .await
-                .map_err(|e| Error::Interrupted(format!("a state write stopped: {e}")))?,
+                .map_err(|e| Error::task("a state write of the snapshot", e))?,
             None => Ok(()),
         }
     }

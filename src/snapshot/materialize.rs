@@ -43,7 +43,7 @@ pub async fn materialize(
     };
     let produced = producer
         .await
-        .map_err(|e| Error::Interrupted(format!("snapshot writer stopped: {e}")))
+        .map_err(|e| Error::task("the snapshot's model encoder", e))
         .and_then(|r| r);
     writer.finish(produced).await
 }

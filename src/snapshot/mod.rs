@@ -33,7 +33,7 @@ use crate::model::{Command, Keys, Timestamp};
 use crate::position::BinlogPosition;
 use crate::progress::Progress;
 use crate::sink::RedisSink;
-use crate::source::{ConsistentRead, Flavor, MySqlSource, SourceRow, TableRows};
+use crate::source::{ConsistentRead, Flavor, MySqlSource, SourceRow, Table};
 use crate::state::{Checkpoint, SnapshotInfo, StateStore, STATE_FORMAT};
 
 /// What a snapshot did.
@@ -145,7 +145,7 @@ impl SnapshotJob<'_> {
         let opened_at = read.file_position().clone();
         tracing::info!(position = %opened_at, database = self.source.database(), "snapshot: consistent read opened");
 
-        use TableRows::{Attributes, Preferences, Users};
+        use Table::{Attributes, Preferences, Users};
         let mut rows = load::load_tables(
             &mut read,
             self.state,
@@ -198,7 +198,7 @@ impl SnapshotJob<'_> {
         }
         .await;
         let (session_rows, written) = writer.finish(produced).await?;
-        rows.push((TableRows::Sessions.table(), session_rows));
+        rows.push((Table::Sessions.name(), session_rows));
         self.check_shutdown()?;
         tracing::info!(
             "snapshot: {} sessions read and written in {:.1}s",
@@ -259,7 +259,7 @@ impl SnapshotJob<'_> {
         let rows = load::load_table(
             read,
             self.state,
-            TableRows::Sessions,
+            Table::Sessions,
             None,
             &self.progress,
             &self.shutdown,
@@ -287,7 +287,7 @@ impl SnapshotJob<'_> {
             })
         })
         .await
-        .map_err(|e| Error::Interrupted(format!("the index writer stopped: {e}")))?
+        .map_err(|e| Error::task("the snapshot's index encoder", e))?
     }
 
     fn check_shutdown(&self) -> Result<()> {

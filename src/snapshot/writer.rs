@@ -43,7 +43,7 @@ impl BatchWriter {
                         if sink.write_checked(&batch, &marker).await? {
                             Ok(())
                         } else {
-                            Err(Error::Interrupted(
+                            Err(Error::NamespaceLost(
                                 "Redis lost the namespace while the snapshot was writing it \
                                  (a restart without persistence, or a flush): \
                                  no checkpoint was written, the next run starts the snapshot again"
@@ -83,7 +83,7 @@ impl BatchWriter {
         let written = self
             .task
             .await
-            .map_err(|e| Error::Interrupted(format!("the Redis writer stopped: {e}")))?;
+            .map_err(|e| Error::task("the snapshot's Redis writer", e))?;
         written?;
         produced
     }

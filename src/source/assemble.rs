@@ -30,8 +30,8 @@
 use std::collections::BTreeMap;
 
 use super::statement::{classify, Statement};
-use crate::model::{Content, RowChange, TableRows, Xid};
-use crate::position::BinlogPosition;
+use crate::model::{Content, RowChange, Table, Xid};
+use crate::position::{BinlogFile, BinlogPosition};
 use tx::OpenTx;
 
 /// A binlog event, as far as the assembler needs to know it.
@@ -64,7 +64,7 @@ pub enum SourceEvent {
     },
     /// The next events come from `file`, at `offset`.
     Rotate {
-        file: String,
+        file: BinlogFile,
         offset: u64,
     },
     FormatDescription,
@@ -103,14 +103,14 @@ pub struct Piece {
 pub struct Stop {
     /// Where the event starts.
     pub position: BinlogPosition,
-    pub table: Option<TableRows>,
+    pub table: Option<Table>,
     pub what: String,
 }
 
 /// The state machine. Feed it events in order with [`Assembler::feed`].
 pub struct Assembler {
     database: String,
-    file: String,
+    file: BinlogFile,
     next_offset: u64,
     /// MariaDB GTID position per domain, as `domain-server-seq`.
     gtids: BTreeMap<u32, String>,
@@ -118,7 +118,7 @@ pub struct Assembler {
     /// Row changes to drop from the first transaction (resuming inside it).
     skip_first: u64,
     max_rows: usize,
-    last_reported: (String, u64),
+    last_reported: (BinlogFile, u64),
     /// A statement changed a source table's shape since the last call of
     /// [`Assembler::take_reshaped`].
     reshaped: bool,

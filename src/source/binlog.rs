@@ -21,7 +21,7 @@ use mysql_async::{BinlogStream, BinlogStreamRequest};
 use super::assemble::{self, Assembler, SourceEvent, Stop};
 use super::image::Layout;
 use super::wire;
-use super::{MySqlSource, TableRows};
+use super::{MySqlSource, Table};
 use crate::error::{mysql_code, Error, Result};
 use crate::model::RowChange;
 use crate::position::BinlogPosition;
@@ -59,7 +59,7 @@ impl BinlogReader {
         .await
         .map_err(|e| Error::mysql("preparing the binlog stream", e))?;
         let request = BinlogStreamRequest::new(server_id)
-            .with_filename(position.file.as_bytes())
+            .with_filename(position.file.as_str().as_bytes())
             .with_pos(position.offset);
         let stream = conn
             .get_binlog_stream(request)
@@ -160,8 +160,14 @@ impl BinlogReader {
                     header.flags_raw(),
                 );
                 let name = wire::rotate_name(&raw, &body).unwrap_or(rotate.name_raw());
+                let file = String::from_utf8_lossy(name).parse().map_err(|e| {
+                    unreadable(
+                        &at(),
+                        &format!("a rotate event that names no binlog file: {e}"),
+                    )
+                })?;
                 SourceEvent::Rotate {
-                    file: String::from_utf8_lossy(name).into_owned(),
+                    file,
                     offset: rotate.position(),
                 }
             }
@@ -269,7 +275,7 @@ impl BinlogReader {
         if tme.database_name() != self.source.database() {
             return Ok(SourceEvent::Skip);
         }
-        let Some(table) = TableRows::from_table(&tme.table_name()) else {
+        let Some(table) = Table::from_name(&tme.table_name()) else {
             return Ok(SourceEvent::Skip);
         };
         // Column names: from the table map when the server logs them.
@@ -318,7 +324,7 @@ fn event_name(data: &EventData<'_>) -> String {
 fn unappliable(stop: Stop) -> Error {
     Error::Unappliable {
         position: stop.position,
-        table: stop.table.map(TableRows::table),
+        table: stop.table.map(Table::name),
         what: stop.what,
     }
 }
@@ -333,11 +339,11 @@ fn unreadable(at: &BinlogPosition, what: &str) -> Error {
 
 /// A row image the model cannot read (a column missing, a value of the
 /// wrong type): the stream stops at its event.
-fn row_error(e: Error, table: TableRows, at: &BinlogPosition) -> Error {
+fn row_error(e: Error, table: Table, at: &BinlogPosition) -> Error {
     match e {
         Error::Decode { reason, .. } => Error::Unappliable {
             position: at.clone(),
-            table: Some(table.table()),
+            table: Some(table.name()),
             what: reason,
         },
         other => other,
@@ -357,19 +363,19 @@ impl ColumnNames {
         self.names.clear();
     }
 
-    fn has(&self, table: TableRows) -> bool {
-        self.names.contains_key(table.table())
+    fn has(&self, table: Table) -> bool {
+        self.names.contains_key(table.name())
     }
 
-    fn get(&self, table: TableRows) -> Option<&[String]> {
-        self.names.get(table.table()).map(Vec::as_slice)
+    fn get(&self, table: Table) -> Option<&[String]> {
+        self.names.get(table.name()).map(Vec::as_slice)
     }
 
-    fn insert(&mut self, table: TableRows, names: Vec<String>) {
-        self.names.insert(table.table(), names);
+    fn insert(&mut self, table: Table, names: Vec<String>) {
+        self.names.insert(table.name(), names);
     }
 
-    async fn fetch(&mut self, source: &MySqlSource, table: TableRows) -> Result<Vec<String>> {
+    async fn fetch(&mut self, source: &MySqlSource, table: Table) -> Result<Vec<String>> {
         if !self.warned {
             self.warned = true;
             tracing::warn!(
@@ -383,7 +389,7 @@ impl ColumnNames {
             .exec(
                 "SELECT column_name FROM information_schema.columns \
                  WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position",
-                (source.database(), table.table()),
+                (source.database(), table.name()),
             )
             .await
             .map_err(|e| Error::mysql("reading column names", e))?;
@@ -399,7 +405,7 @@ fn stream_error(e: mysql_async::Error, position: &BinlogPosition) -> Error {
             if s.code == mysql_code::MASTER_FATAL_ERROR_READING_BINLOG =>
         {
             Error::BinlogUnavailable {
-                file: position.file.clone(),
+                file: position.file.to_string(),
                 message: s.message.clone(),
             }
         }

@@ -1,6 +1,6 @@
 //! Column values of the source into the model's row types.
 //!
-//! Both the snapshot (a `SELECT` of the columns in [`super::TableRows::columns`]
+//! Both the snapshot (a `SELECT` of the columns in [`super::Table::columns`]
 //! order) and the binlog (columns picked by name) hand over the values in
 //! that order. `TIMESTAMP` columns arrive as Unix seconds in decimal text:
 //! `UNIX_TIMESTAMP(col)` in the snapshot, the binlog's own encoding in rows
@@ -9,7 +9,7 @@
 use mysql_async::Value;
 
 use crate::error::{Error, Result};
-use crate::model::{Attribute, Bytes, Preferences, Session, SourceRow, Timestamp, User};
+use crate::model::{Attribute, Bytes, Preferences, Session, SourceRow, Table, Timestamp, User};
 
 /// Reads the columns of a row in order, naming the table and column on error.
 struct Columns {
@@ -91,7 +91,7 @@ fn integer(value: &Value) -> Option<i64> {
 }
 
 pub fn user(row: Vec<Value>) -> Result<SourceRow> {
-    let mut c = Columns::new("users", row);
+    let mut c = Columns::new(Table::Users.name(), row);
     Ok(SourceRow::User(User {
         user_id: c.int("user_id")?,
         username: c.required_bytes("username")?,
@@ -100,7 +100,7 @@ pub fn user(row: Vec<Value>) -> Result<SourceRow> {
 }
 
 pub fn preferences(row: Vec<Value>) -> Result<SourceRow> {
-    let mut c = Columns::new("user_preferences", row);
+    let mut c = Columns::new(Table::Preferences.name(), row);
     Ok(SourceRow::Preferences(Preferences {
         user_id: c.int("user_id")?,
         theme: c.bytes("theme")?,
@@ -110,7 +110,7 @@ pub fn preferences(row: Vec<Value>) -> Result<SourceRow> {
 }
 
 pub fn session(row: Vec<Value>) -> Result<SourceRow> {
-    let mut c = Columns::new("user_sessions", row);
+    let mut c = Columns::new(Table::Sessions.name(), row);
     let session = Session {
         session_id: c.required_bytes("session_id")?,
         user_id: c.int("user_id")?,
@@ -130,7 +130,7 @@ pub fn session(row: Vec<Value>) -> Result<SourceRow> {
 }
 
 pub fn attribute(row: Vec<Value>) -> Result<SourceRow> {
-    let mut c = Columns::new("session_data", row);
+    let mut c = Columns::new(Table::Attributes.name(), row);
     Ok(SourceRow::Attribute(Attribute {
         session_id: c.required_bytes("session_id")?,
         key: c.required_bytes("attribute_key")?,

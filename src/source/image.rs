@@ -25,7 +25,7 @@ use mysql_common::io::ParseBuf;
 use mysql_common::misc::raw::int::LenEnc;
 use mysql_common::misc::raw::RawInt;
 
-use super::TableRows;
+use super::Table;
 use crate::error::{Error, Result};
 use crate::model::{RowChange, SourceRow};
 
@@ -34,7 +34,7 @@ const PARTIAL_JSON_UPDATES: u64 = 1;
 
 /// How to read the images of one table's rows events.
 pub struct Layout<'a> {
-    table: TableRows,
+    table: Table,
     columns: Vec<LayoutColumn<'a>>,
     json_columns: usize,
 }
@@ -43,7 +43,7 @@ struct LayoutColumn<'a> {
     ty: ColumnType,
     meta: &'a [u8],
     unsigned: bool,
-    /// The column's place in [`TableRows::columns`], if the model reads it.
+    /// The column's place in [`Table::columns`], if the model reads it.
     pick: Option<usize>,
 }
 
@@ -60,12 +60,8 @@ impl<'a> Layout<'a> {
     /// The layout of `table` from its table map. Column names come from the
     /// map's metadata (`binlog_row_metadata=FULL`), else from `names` (read
     /// from `information_schema`).
-    pub fn new(
-        table: TableRows,
-        tme: &'a TableMapEvent<'a>,
-        names: Option<&[String]>,
-    ) -> Result<Self> {
-        let bad = |what: String| Error::decode(table.table(), what);
+    pub fn new(table: Table, tme: &'a TableMapEvent<'a>, names: Option<&[String]>) -> Result<Self> {
+        let bad = |what: String| Error::decode(table.name(), what);
         let meta = OptionalMetaExtractor::new(tme.iter_optional_meta())
             .map_err(|e| bad(format!("unreadable table map metadata: {e}")))?;
         let mut signedness = meta.iter_signedness();
@@ -99,7 +95,7 @@ impl<'a> Layout<'a> {
     /// The layout of `table` from its columns and their `names` (in table
     /// order); a model column not among them is an error.
     pub fn from_columns(
-        table: TableRows,
+        table: Table,
         columns: &[ColumnSpec<'a>],
         names: &[impl AsRef<str>],
         json_columns: usize,
@@ -126,7 +122,7 @@ impl<'a> Layout<'a> {
             .find(|(at, _)| !columns.iter().any(|c| c.pick == Some(*at)))
         {
             return Err(Error::decode(
-                table.table(),
+                table.name(),
                 format!("the binlog row has no column `{missing}`"),
             ));
         }
@@ -174,7 +170,7 @@ impl<'a> Layout<'a> {
         present: &BitSlice<u8>,
         partial: bool,
     ) -> Result<SourceRow> {
-        let table = self.table.table();
+        let table = self.table.name();
         let short = |e: io::Error| Error::decode(table, format!("unreadable row image: {e}"));
         let mut partial_json = None;
         if partial {
@@ -265,7 +261,7 @@ mod tests {
             column(ColumnType::MYSQL_TYPE_VARCHAR, VARCHAR),
         ];
         let names = ["user_id", "username", "password_hash", "EMAIL"];
-        Layout::from_columns(TableRows::Users, &columns, &names, 0).unwrap()
+        Layout::from_columns(Table::Users, &columns, &names, 0).unwrap()
     }
 
     /// An image of `users`: the NULL bitmap, the user id, then each text
@@ -347,7 +343,7 @@ mod tests {
             meta: &[],
             unsigned: false,
         }];
-        let err = Layout::from_columns(TableRows::Users, &columns, &["user_id"], 0)
+        let err = Layout::from_columns(Table::Users, &columns, &["user_id"], 0)
             .err()
             .unwrap();
         assert!(err.to_string().contains("no column `username`"), "{err}");

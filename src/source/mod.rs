@@ -15,10 +15,10 @@ use std::path::Path;
 
 use mysql_async::{Conn, DriverError, Opts, OptsBuilder, SslOpts};
 
-pub use crate::model::{Content, RowChange, SourceRow, TableRows};
+pub use crate::model::{Content, RowChange, SourceRow, Table};
 pub use assemble::Piece;
 pub use binlog::{BinlogReader, HEARTBEAT};
-pub use prereq::{check_settings, ServerSettings, TABLES};
+pub use prereq::{check_settings, ServerSettings};
 pub use read::ConsistentRead;
 
 use crate::config::{database_of, redact_url, SslMode};

@@ -2,9 +2,7 @@
 
 use super::Flavor;
 use crate::error::{Error, Result};
-
-/// The four source tables.
-pub const TABLES: [&str; 4] = ["users", "user_sessions", "session_data", "user_preferences"];
+use crate::model::Table;
 
 /// The server settings the prerequisite check looks at.
 #[derive(Clone, Debug)]
@@ -44,7 +42,7 @@ pub fn check_settings(s: &ServerSettings) -> Result<()> {
             display(&s.binlog_row_image)
         ));
     }
-    for table in TABLES {
+    for table in Table::ALL.map(Table::name) {
         if !s.tables.iter().any(|t| t.eq_ignore_ascii_case(table)) {
             problems.push(format!(
                 "table `{db}`.`{table}` is missing, or the account may not read it: load \
@@ -82,7 +80,7 @@ mod tests {
             binlog_row_image: "FULL".into(),
             server_id: 1,
             database: "app".into(),
-            tables: TABLES.iter().map(|t| t.to_string()).collect(),
+            tables: Table::ALL.map(|t| t.name().to_string()).to_vec(),
         }
     }
 

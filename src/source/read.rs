@@ -8,34 +8,18 @@ use tokio::task::JoinHandle;
 use super::decode;
 use super::{Flavor, MySqlSource};
 use crate::error::{Error, Result};
-use crate::model::{SourceRow, TableRows, Xid};
+use crate::model::{SourceRow, Table, Xid};
 use crate::position::BinlogPosition;
 
-/// The four tables' snapshot queries and decoders.
-impl TableRows {
-    fn select(self) -> &'static str {
-        match self {
-            TableRows::Users => "SELECT user_id, username, email FROM users",
-            TableRows::Preferences => {
-                "SELECT user_id, theme, language, notifications_enabled FROM user_preferences"
-            }
-            TableRows::Sessions => {
-                "SELECT session_id, user_id, ip_address, user_agent, UNIX_TIMESTAMP(created_at), \
-                 UNIX_TIMESTAMP(expires_at), UNIX_TIMESTAMP(last_activity_at) FROM user_sessions"
-            }
-            TableRows::Attributes => {
-                "SELECT session_id, attribute_key, attribute_value FROM session_data"
-            }
-        }
-    }
-
+/// The four tables' decoders.
+impl Table {
     /// Decodes the values of [`Self::columns`], in that order.
     pub fn decode(self, row: Vec<mysql_async::Value>) -> Result<SourceRow> {
         match self {
-            TableRows::Users => decode::user(row),
-            TableRows::Preferences => decode::preferences(row),
-            TableRows::Sessions => decode::session(row),
-            TableRows::Attributes => decode::attribute(row),
+            Table::Users => decode::user(row),
+            Table::Preferences => decode::preferences(row),
+            Table::Sessions => decode::session(row),
+            Table::Attributes => decode::attribute(row),
         }
     }
 }
@@ -90,7 +74,7 @@ impl ConsistentRead {
                             .into(),
                     ));
                 };
-                let position = BinlogPosition::new(file, offset);
+                let position = BinlogPosition::parse(&file, offset).map_err(Error::Prerequisite)?;
                 gtid = Some(tokio::spawn(gtid_of(source.clone(), position.clone())));
                 position
             }
@@ -119,9 +103,9 @@ impl ConsistentRead {
     /// one.
     pub async fn position(&mut self) -> Result<BinlogPosition> {
         if let Some(lookup) = self.gtid.take() {
-            let gtid = lookup.await.map_err(|e| {
-                Error::Interrupted(format!("the GTID lookup of the snapshot stopped: {e}"))
-            })??;
+            let gtid = lookup
+                .await
+                .map_err(|e| Error::task("the GTID lookup of the snapshot", e))??;
             self.position = self.position.clone().with_gtid(gtid);
         }
         Ok(self.position.clone())
@@ -158,12 +142,12 @@ impl ConsistentRead {
     }
 
     /// The server's estimate of a table's row count, for progress reporting.
-    pub async fn estimated_rows(&mut self, table: TableRows) -> Option<u64> {
+    pub async fn estimated_rows(&mut self, table: Table) -> Option<u64> {
         self.conn
             .exec_first::<Option<u64>, _, _>(
                 "SELECT table_rows FROM information_schema.tables \
                  WHERE table_schema = DATABASE() AND table_name = ?",
-                (table.table(),),
+                (table.name(),),
             )
             .await
             .ok()
@@ -181,15 +165,15 @@ impl ConsistentRead {
     /// when given) to `f`, one at a time: the table is never held in memory.
     pub async fn read(
         &mut self,
-        table: TableRows,
+        table: Table,
         filter: Option<&str>,
         mut f: impl AsyncFnMut(SourceRow) -> Result<()>,
     ) -> Result<u64> {
         let sql = match filter {
             Some(cond) => format!("{} WHERE {cond}", table.select()),
-            None => table.select().to_string(),
+            None => table.select(),
         };
-        let context = || format!("reading `{}`", table.table());
+        let context = || format!("reading `{}`", table.name());
         let mut result = self
             .conn
             .query_iter(sql)
@@ -228,7 +212,7 @@ async fn gtid_of(source: MySqlSource, position: BinlogPosition) -> Result<Option
     let gtid: Option<Option<String>> = conn
         .exec_first(
             "SELECT BINLOG_GTID_POS(?, ?)",
-            (&position.file, position.offset),
+            (position.file.as_str(), position.offset),
         )
         .await
         .map_err(|e| Error::mysql("reading the snapshot's GTID position", e))?;
@@ -253,7 +237,9 @@ pub(super) async fn binary_log_status(conn: &mut Conn) -> Result<BinlogPosition>
     let offset: Option<u64> = row.get("Position");
     let gtid: Option<String> = row.get_opt("Executed_Gtid_Set").and_then(|r| r.ok());
     match (file, offset) {
-        (Some(file), Some(offset)) => Ok(BinlogPosition::new(file, offset).with_gtid(gtid)),
+        (Some(file), Some(offset)) => Ok(BinlogPosition::parse(&file, offset)
+            .map_err(Error::Prerequisite)?
+            .with_gtid(gtid)),
         _ => Err(Error::Prerequisite(
             "the binary log status has no File/Position: enable log_bin".into(),
         )),

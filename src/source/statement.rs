@@ -20,7 +20,7 @@ use sqlparser::dialect::MySqlDialect;
 use sqlparser::parser::Parser;
 use sqlparser::tokenizer::{Token, Tokenizer};
 
-use crate::model::{TableRows, Xid};
+use crate::model::{Table, Xid};
 
 mod alter;
 mod xid;
@@ -41,14 +41,14 @@ pub enum Statement {
     XaCommit(Xid),
     XaRollback(Xid),
     /// Empties one of the four tables.
-    Truncate(TableRows),
+    Truncate(Table),
     /// Changes one of the four tables' shape in a way the model follows
     /// (a column added, an index dropped): column names must be read again.
     Reshape,
     /// Changes one of the four tables in a way that cannot be applied
     /// exactly.
     Unappliable {
-        table: TableRows,
+        table: Table,
         what: String,
     },
     /// Changes none of the four tables.
@@ -110,7 +110,7 @@ struct Watch<'a> {
 impl Watch<'_> {
     /// The source table a name denotes, if any (names compare without
     /// regard to case: a false stop is better than a missed change).
-    fn table(&self, name: &ObjectName) -> Option<TableRows> {
+    fn table(&self, name: &ObjectName) -> Option<Table> {
         let parts: Vec<&str> = name
             .0
             .iter()
@@ -127,9 +127,9 @@ impl Watch<'_> {
         if !db.eq_ignore_ascii_case(self.database) {
             return None;
         }
-        TableRows::ALL
+        Table::ALL
             .into_iter()
-            .find(|t| t.table().eq_ignore_ascii_case(table))
+            .find(|t| t.name().eq_ignore_ascii_case(table))
     }
 
     /// Whether a database name is the watched one.
@@ -142,7 +142,7 @@ impl Watch<'_> {
         }
     }
 
-    fn first_of<'n>(&self, names: impl IntoIterator<Item = &'n ObjectName>) -> Option<TableRows> {
+    fn first_of<'n>(&self, names: impl IntoIterator<Item = &'n ObjectName>) -> Option<Table> {
         names.into_iter().find_map(|n| self.table(n))
     }
 
@@ -246,7 +246,7 @@ impl Watch<'_> {
                 names,
                 ..
             } if names.iter().any(|n| self.is_watched_database(n)) => {
-                unappliable(TableRows::Users, "DROP DATABASE of the watched database")
+                unappliable(Table::Users, "DROP DATABASE of the watched database")
             }
             _ => Statement::Unrelated,
         }
@@ -299,7 +299,7 @@ impl Watch<'_> {
 
     /// The first source table named anywhere in the statement's tokens,
     /// and the statement's words.
-    fn named_table(&self, body: &str) -> Option<(TableRows, Vec<String>)> {
+    fn named_table(&self, body: &str) -> Option<(Table, Vec<String>)> {
         let tokens = Tokenizer::new(&MySqlDialect {}, body).tokenize().ok()?;
         let words: Vec<Option<&str>> = tokens
             .iter()

@@ -25,10 +25,10 @@ pub use checkpoint::{Checkpoint, SnapshotInfo, STATE_FORMAT};
 pub use reader::StateReader;
 
 use crate::error::{Error, Result};
-use crate::model::view::Pending;
 use crate::model::{
-    Attribute, Preferences, RowChange, Session, SessionRef, SourceRow, TableRows, User, Xid,
+    Attribute, Preferences, RowChange, Session, SessionRef, SourceRow, Table, User, Xid,
 };
+use crate::model::{Pending, Write};
 
 /// Files in level 0 that start a compaction into level 1. Keys arrive in no
 /// useful order (a snapshot's attributes, streaming's updates all over the
@@ -231,20 +231,20 @@ impl StateStore {
     }
 
     /// Every row of one table, in key order.
-    pub fn rows_of(&self, table: TableRows) -> Result<Vec<SourceRow>> {
+    pub fn rows_of(&self, table: Table) -> Result<Vec<SourceRow>> {
         let mut rows = Vec::new();
         let prefix = match table {
-            TableRows::Users => keys::USERS,
-            TableRows::Preferences => keys::PREFERENCES,
-            TableRows::Sessions => keys::SESSIONS,
-            TableRows::Attributes => keys::ATTRIBUTES,
+            Table::Users => keys::USERS,
+            Table::Preferences => keys::PREFERENCES,
+            Table::Sessions => keys::SESSIONS,
+            Table::Attributes => keys::ATTRIBUTES,
         };
         self.for_each_in_table(prefix, |_, v| {
             rows.push(match table {
-                TableRows::Users => SourceRow::User(self.decode(v)?),
-                TableRows::Preferences => SourceRow::Preferences(self.decode(v)?),
-                TableRows::Sessions => SourceRow::Session(self.decode(v)?),
-                TableRows::Attributes => SourceRow::Attribute(self.decode(v)?),
+                Table::Users => SourceRow::User(self.decode(v)?),
+                Table::Preferences => SourceRow::Preferences(self.decode(v)?),
+                Table::Sessions => SourceRow::Session(self.decode(v)?),
+                Table::Attributes => SourceRow::Attribute(self.decode(v)?),
             });
             Ok(())
         })?;
@@ -368,41 +368,25 @@ impl StateBatch {
     /// The writes of a group's overlay.
     pub fn from_pending(pending: &Pending) -> Self {
         let mut b = StateBatch::default();
-        for (&user_id, row) in &pending.users {
-            match row {
-                Some(u) => b.put_user(u),
-                None => b.delete_user(user_id),
-            }
-        }
-        for (&user_id, row) in &pending.preferences {
-            match row {
-                Some(p) => b.put_preferences(p),
-                None => b.delete_preferences(user_id),
-            }
-        }
-        for (session_id, row) in &pending.sessions {
-            match row {
-                Some(s) => b.put_row(keys::session(session_id), s),
-                None => b.batch.delete(keys::session(session_id)),
-            }
-        }
-        for ((session_id, key), row) in &pending.attributes {
-            match row {
-                Some(a) => b.put_attribute(a),
-                None => b.delete_attribute(session_id, key),
-            }
-        }
-        for (xid, held) in &pending.xa {
-            match held {
-                Some(changes) => b.put_row(keys::xa(xid), changes),
-                None => b.batch.delete(keys::xa(xid)),
-            }
-        }
-        for ((user_id, session_id), entry) in &pending.index {
-            let key = keys::index(*user_id, session_id);
-            match entry {
-                Some(r) => b.batch.put(key, keys::index_value(r.expires_at)),
-                None => b.batch.delete(key),
+        for write in pending.writes() {
+            match write {
+                Write::User(_, Some(u)) => b.put_user(u),
+                Write::User(user_id, None) => b.delete_user(user_id),
+                Write::Preferences(_, Some(p)) => b.put_preferences(p),
+                Write::Preferences(user_id, None) => b.delete_preferences(user_id),
+                Write::Session(id, Some(s)) => b.put_row(keys::session(id), s),
+                Write::Session(id, None) => b.batch.delete(keys::session(id)),
+                Write::Attribute(_, _, Some(a)) => b.put_attribute(a),
+                Write::Attribute(session_id, key, None) => b.delete_attribute(session_id, key),
+                Write::Index(user_id, session_id, entry) => {
+                    let key = keys::index(user_id, session_id);
+                    match entry {
+                        Some(r) => b.batch.put(key, keys::index_value(r.expires_at)),
+                        None => b.batch.delete(key),
+                    }
+                }
+                Write::Xa(xid, Some(changes)) => b.put_row(keys::xa(xid), &changes),
+                Write::Xa(xid, None) => b.batch.delete(keys::xa(xid)),
             }
         }
         b

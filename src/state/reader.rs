@@ -18,8 +18,7 @@ use rocksdb::{DBRawIterator, ReadOptions};
 use super::{keys, StateStore};
 use crate::error::Result;
 use crate::model::{
-    Attribute, Preferences, RowChange, Session, SessionRef, SourceRow, StateView, TableRows, User,
-    Xid,
+    Attribute, Preferences, RowChange, Session, SessionRef, SourceRow, StateView, Table, User, Xid,
 };
 
 /// Keys a scan steps over before it seeks instead.
@@ -139,7 +138,7 @@ impl StateView for StateReader<'_> {
         })
     }
 
-    fn rows_of(&self, table: TableRows) -> Result<Vec<SourceRow>> {
+    fn rows_of(&self, table: Table) -> Result<Vec<SourceRow>> {
         self.store.rows_of(table)
     }
 

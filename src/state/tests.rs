@@ -56,7 +56,7 @@ fn rows_index_and_checkpoint_round_trip() {
         value: None,
     });
     assert!(store.checkpoint().unwrap().is_none());
-    let position = BinlogPosition::new("binlog.000001", 4);
+    let position = BinlogPosition::parse("binlog.000001", 4).unwrap();
     let checkpoint = Checkpoint {
         format: STATE_FORMAT,
         position: position.clone(),

@@ -3,7 +3,7 @@
 
 use metrics::{counter, describe_counter, describe_gauge, gauge, Unit};
 
-use crate::model::{Command, RowChange, SourceRow};
+use crate::model::{Command, RowChange, Table};
 use crate::position::BinlogPosition;
 
 pub const ROW_EVENTS: &str = "replicator_row_events_total";
@@ -82,7 +82,6 @@ pub fn describe() {
     counter!(TRANSACTIONS).absolute(0);
 }
 
-const TABLES: [&str; 4] = ["users", "user_preferences", "user_sessions", "session_data"];
 const KINDS: [&str; 3] = ["insert", "update", "delete"];
 
 /// Row changes of a group by table and kind: tallied per row (an array
@@ -97,22 +96,16 @@ impl RowTally {
             RowChange::Update { after, .. } => (1, after),
             RowChange::Delete(row) | RowChange::Remove(row) => (2, row),
         };
-        let table = match row {
-            SourceRow::User(_) => 0,
-            SourceRow::Preferences(_) => 1,
-            SourceRow::Session(_) => 2,
-            SourceRow::Attribute(_) => 3,
-        };
-        self.0[table][kind] += 1;
+        self.0[Table::of(row) as usize][kind] += 1;
     }
 }
 
 /// The row changes of a group that Redis acknowledged.
 pub fn rows_applied(tally: &RowTally) {
-    for (table, kinds) in TABLES.iter().zip(tally.0) {
+    for (table, kinds) in Table::ALL.iter().zip(tally.0) {
         for (kind, n) in KINDS.iter().zip(kinds) {
             if n > 0 {
-                counter!(ROW_EVENTS, "table" => *table, "kind" => *kind).increment(n);
+                counter!(ROW_EVENTS, "table" => table.name(), "kind" => *kind).increment(n);
             }
         }
     }
@@ -171,7 +164,7 @@ pub fn reconnect(target: &'static str) {
 }
 
 pub fn checkpoint(position: &BinlogPosition, committed_at: i64) {
-    gauge!(CHECKPOINT_FILE).set(position.sequence() as f64);
+    gauge!(CHECKPOINT_FILE).set(position.file.sequence() as f64);
     gauge!(CHECKPOINT_OFFSET).set(position.offset as f64);
     gauge!(CHECKPOINT_TIME).set(committed_at as f64);
 }

@@ -22,7 +22,7 @@ use crate::model::StateView;
 use crate::model::{self, Bytes, Keys, Timestamp};
 use crate::progress::Progress;
 use crate::sink::RedisSink;
-use crate::source::{ConsistentRead, Flavor, MySqlSource, TableRows};
+use crate::source::{ConsistentRead, Flavor, MySqlSource, Table};
 use crate::state::{StateReader, StateStore};
 
 /// Sessions compared per Redis round trip.
@@ -47,15 +47,23 @@ pub async fn verify(
     keys: &Keys,
     options: &VerifyOptions,
 ) -> Result<VerifyReport> {
-    let scratch = ScratchDir::new()?;
-    let state = StateStore::open(&scratch.0)?;
+    let scratch = tempfile::Builder::new()
+        .prefix("replicator-verify-")
+        .tempdir()
+        .map_err(|e| {
+            Error::Config(format!(
+                "cannot create a scratch directory for verify's copy of the tables: {e}. \
+                 Set TMPDIR to a writable directory"
+            ))
+        })?;
+    let state = StateStore::open(scratch.path())?;
     let mut read = ConsistentRead::begin(source, flavor).await?;
     let filter = match options.sample {
         Some(n) => Some(sample_filter(&mut read, n).await?),
         None => None,
     };
-    let by_table = |t: TableRows| filter.as_ref().map(|f| f(t)).unwrap_or_default();
-    let filter_fn: Option<&dyn Fn(TableRows) -> String> = filter.as_ref().map(|_| &by_table as _);
+    let by_table = |t: Table| filter.as_ref().map(|f| f(t)).unwrap_or_default();
+    let filter_fn: Option<&dyn Fn(Table) -> String> = filter.as_ref().map(|_| &by_table as _);
     load_for_verify(&mut read, &state, filter_fn).await?;
     let position = read.position().await?;
     read.finish().await?;
@@ -85,12 +93,12 @@ pub async fn verify(
 async fn load_for_verify(
     read: &mut ConsistentRead,
     state: &StateStore,
-    filter: Option<&dyn Fn(TableRows) -> String>,
+    filter: Option<&dyn Fn(Table) -> String>,
 ) -> Result<()> {
     crate::snapshot::load_tables(
         read,
         state,
-        &TableRows::ALL,
+        &Table::ALL,
         &Progress::logs_only(),
         &CancellationToken::new(),
         filter,
@@ -101,7 +109,7 @@ async fn load_for_verify(
 
 /// Picks `n` random live sessions and returns, per table, the SQL condition
 /// that selects their rows and those of their users.
-async fn sample_filter(read: &mut ConsistentRead, n: u64) -> Result<impl Fn(TableRows) -> String> {
+async fn sample_filter(read: &mut ConsistentRead, n: u64) -> Result<impl Fn(Table) -> String> {
     use mysql_async::prelude::Queryable;
     let ids: Vec<Vec<u8>> = read
         .conn()
@@ -119,9 +127,9 @@ async fn sample_filter(read: &mut ConsistentRead, n: u64) -> Result<impl Fn(Tabl
             .collect::<Vec<_>>()
             .join(",")
     };
-    Ok(move |table: TableRows| match table {
-        TableRows::Sessions | TableRows::Attributes => format!("session_id IN ({list})"),
-        TableRows::Users | TableRows::Preferences => {
+    Ok(move |table: Table| match table {
+        Table::Sessions | Table::Attributes => format!("session_id IN ({list})"),
+        Table::Users | Table::Preferences => {
             format!("user_id IN (SELECT user_id FROM user_sessions WHERE session_id IN ({list}))")
         }
     })
@@ -357,25 +365,5 @@ impl Checker<'_> {
         pipe.query_async(&mut conn)
             .await
             .map_err(|e| Error::redis(what, e))
-    }
-}
-
-/// A temporary directory for the scratch state, removed on drop.
-struct ScratchDir(std::path::PathBuf);
-
-impl ScratchDir {
-    fn new() -> Result<Self> {
-        let dir = std::env::temp_dir().join(format!(
-            "replicator-verify-{}-{}",
-            std::process::id(),
-            Timestamp::now().micros()
-        ));
-        Ok(ScratchDir(dir))
-    }
-}
-
-impl Drop for ScratchDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }

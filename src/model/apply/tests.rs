@@ -7,114 +7,7 @@ use super::*;
 use crate::model::{Content, Overlay};
 use crate::position::BinlogPosition;
 
-#[derive(Default, Clone)]
-struct Mem {
-    users: BTreeMap<i64, User>,
-    prefs: BTreeMap<i64, Preferences>,
-    sessions: BTreeMap<Bytes, Session>,
-    attrs: BTreeMap<(Bytes, Bytes), Attribute>,
-    /// As the store keeps it: each entry's expiry is written by the
-    /// changes, not derived here from the session rows, so a stale entry
-    /// shows in Redis.
-    index: BTreeMap<(i64, Bytes), SessionRef>,
-    xa: BTreeMap<String, Vec<RowChange>>,
-}
-
-impl StateView for Mem {
-    fn user(&self, id: i64) -> Result<Option<User>> {
-        Ok(self.users.get(&id).cloned())
-    }
-    fn preferences(&self, id: i64) -> Result<Option<Preferences>> {
-        Ok(self.prefs.get(&id).cloned())
-    }
-    fn session(&self, id: &[u8]) -> Result<Option<Session>> {
-        Ok(self.sessions.get(id).cloned())
-    }
-    fn attributes(&self, id: &[u8]) -> Result<Vec<Attribute>> {
-        Ok(self
-            .attrs
-            .iter()
-            .filter(|((s, _), _)| s == id)
-            .map(|(_, a)| a.clone())
-            .collect())
-    }
-    fn sessions_of_user(&self, id: i64) -> Result<Vec<SessionRef>> {
-        Ok(self
-            .index
-            .iter()
-            .filter(|((u, _), _)| *u == id)
-            .map(|(_, entry)| entry.clone())
-            .collect())
-    }
-    fn rows_of(&self, table: crate::model::TableRows) -> Result<Vec<SourceRow>> {
-        use crate::model::TableRows as T;
-        Ok(match table {
-            T::Users => self.users.values().cloned().map(SourceRow::User).collect(),
-            T::Preferences => self
-                .prefs
-                .values()
-                .cloned()
-                .map(SourceRow::Preferences)
-                .collect(),
-            T::Sessions => self
-                .sessions
-                .values()
-                .cloned()
-                .map(SourceRow::Session)
-                .collect(),
-            T::Attributes => self
-                .attrs
-                .values()
-                .cloned()
-                .map(SourceRow::Attribute)
-                .collect(),
-        })
-    }
-    fn held_xa(&self, xid: &crate::model::Xid) -> Result<Option<Vec<RowChange>>> {
-        Ok(self.xa.get(&xid.0).cloned())
-    }
-}
-
-impl Mem {
-    fn commit(&mut self, p: crate::model::view::Pending) {
-        for (k, v) in p.users {
-            match v {
-                Some(v) => self.users.insert(k, v),
-                None => self.users.remove(&k),
-            };
-        }
-        for (k, v) in p.preferences {
-            match v {
-                Some(v) => self.prefs.insert(k, v),
-                None => self.prefs.remove(&k),
-            };
-        }
-        for (k, v) in p.sessions {
-            match v {
-                Some(v) => self.sessions.insert(k, v),
-                None => self.sessions.remove(&k),
-            };
-        }
-        for (k, v) in p.attributes {
-            match v {
-                Some(v) => self.attrs.insert(k, v),
-                None => self.attrs.remove(&k),
-            };
-        }
-        for (k, entry) in p.index {
-            match entry {
-                Some(entry) => self.index.insert(k, entry),
-                None => self.index.remove(&k),
-            };
-        }
-        for (k, held) in p.xa {
-            match held {
-                Some(held) => self.xa.insert(k, held),
-                None => self.xa.remove(&k),
-            };
-        }
-    }
-}
+type Mem = crate::testing::MemState;
 
 #[derive(Debug, Clone, PartialEq)]
 enum Val {
@@ -190,7 +83,7 @@ impl Redis {
                 now,
                 s,
                 state.users.get(&s.user_id),
-                state.prefs.get(&s.user_id),
+                state.preferences.get(&s.user_id),
                 &attrs,
             ) {
                 cmds.extend(c);
@@ -258,7 +151,7 @@ struct World {
     /// Build each group while the one before is in flight (its writes not
     /// yet committed to the state), as streaming does.
     pipelined: bool,
-    in_flight: Option<crate::model::view::Pending>,
+    in_flight: Option<crate::model::Pending>,
 }
 
 impl World {
@@ -289,7 +182,7 @@ impl World {
         let base = self.state.clone();
         let mut overlay = Overlay::over(&base, self.in_flight.as_ref());
         let mut out = GroupOutput::default();
-        let at = BinlogPosition::new("binlog.000001", 4);
+        let at = BinlogPosition::parse("binlog.000001", 4).unwrap();
         for content in pieces {
             // As streaming does: the attributes' sessions read first, in a batch.
             if let Content::Rows(changes) = &content {
@@ -301,11 +194,11 @@ impl World {
         let pending = overlay.pending;
         // The group before is acknowledged, and committed, only now.
         if let Some(before) = self.in_flight.take() {
-            self.state.commit(before);
+            self.state.commit(&before);
         }
         self.redis.exec(&out.commands, NOW);
         let mut expected = self.state.clone();
-        expected.commit(pending.clone());
+        expected.commit(&pending);
         assert_eq!(
             self.redis,
             Redis::model_of(&expected, &self.keys, now()),
@@ -323,7 +216,7 @@ impl World {
     fn settled(&self) -> Mem {
         let mut state = self.state.clone();
         if let Some(p) = &self.in_flight {
-            state.commit(p.clone());
+            state.commit(p);
         }
         state
     }
@@ -399,7 +292,7 @@ fn every_table_drives_updates_and_redis_follows_the_model(mut w: World) {
     w.group(vec![Delete(prefs(1, None))]);
     w.group(vec![Delete(user(1, "b"))]);
     assert!(w.redis.data.is_empty(), "{:?}", w.redis);
-    assert!(w.settled().sessions.is_empty() && w.settled().attrs.is_empty());
+    assert!(w.settled().sessions.is_empty() && w.settled().attributes.is_empty());
 }
 
 fn session_lifecycle_expiry_moves_and_renames(mut w: World) {
@@ -445,7 +338,7 @@ fn deleting_a_session_drops_its_data_and_index_member(mut w: World) {
         Insert(attr("s1", "k", Some("v"))),
     ]);
     w.group(vec![Delete(session("s1", 1, 100))]);
-    assert!(w.settled().attrs.is_empty());
+    assert!(w.settled().attributes.is_empty());
     let Some(Val::ZSet(z)) = w.redis.data.get(&w.keys.user_index(1)) else {
         panic!()
     };
@@ -487,7 +380,7 @@ fn the_index_entry_is_written_only_when_the_session_moves_or_its_expiry_changes(
     };
     let pending = written(&state, Insert(session("s", 1, 600)));
     assert_eq!(pending.index.len(), 1);
-    state.commit(pending);
+    state.commit(&pending);
 
     let mut active = session("s", 1, 600);
     if let SourceRow::Session(s) = &mut active {
@@ -614,11 +507,11 @@ fn populated(w: &mut World) {
 }
 
 fn truncate_empties_one_table_without_cascade(mut w: World) {
-    use crate::model::TableRows as T;
+    use crate::model::Table as T;
     populated(&mut w);
     w.pieces(vec![Content::Truncate(T::Attributes)]);
     assert!(!w.hash("s1").unwrap().contains_key("attr_cart"));
-    assert!(w.settled().attrs.is_empty());
+    assert!(w.settled().attributes.is_empty());
     w.pieces(vec![Content::Truncate(T::Preferences)]);
     assert!(!w.hash("s1").unwrap().contains_key("theme"));
     // Users go; their sessions stay, without user fields.
@@ -632,7 +525,7 @@ fn truncate_empties_one_table_without_cascade(mut w: World) {
     // Sessions go; their attributes stay in the state, as MySQL keeps them.
     w.pieces(vec![Content::Truncate(T::Sessions)]);
     assert!(w.redis.data.is_empty(), "{:?}", w.redis.data.keys());
-    assert_eq!(w.settled().attrs.len(), 1);
+    assert_eq!(w.settled().attributes.len(), 1);
     // A session inserted again under that id finds its attribute.
     w.group(vec![Insert(session("s2", 1, 600))]);
     assert_eq!(w.hash("s2").unwrap()["attr_k"], "v");
@@ -654,7 +547,7 @@ fn a_delete_without_foreign_key_checks_leaves_orphans(mut w: World) {
     // A removed session keeps its attributes in the state.
     w.group(vec![RowChange::Remove(session("s3", 2, 900))]);
     assert!(w.hash("s3").is_none());
-    assert_eq!(w.settled().attrs.len(), 2);
+    assert_eq!(w.settled().attributes.len(), 2);
 }
 
 fn an_update_of_a_session_the_state_lacks_is_written_whole(mut w: World) {
@@ -709,7 +602,7 @@ fn an_xa_commit_of_rows_never_seen_stops() {
     let base = w.state.clone();
     let mut overlay = Overlay::over(&base, None);
     let mut out = GroupOutput::default();
-    let at = BinlogPosition::new("binlog.000003", 900);
+    let at = BinlogPosition::parse("binlog.000003", 900).unwrap();
     let err = apply_content(
         Content::XaCommit(crate::model::Xid("X'7a',X'',1".into())),
         &mut overlay,

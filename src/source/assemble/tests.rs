@@ -3,6 +3,10 @@
 use super::*;
 use crate::model::{SourceRow, User};
 
+fn pos(file: &str, offset: u64) -> BinlogPosition {
+    BinlogPosition::parse(file, offset).unwrap()
+}
+
 const DB: &str = "sessions";
 
 fn user(id: i64) -> RowChange {
@@ -21,7 +25,7 @@ struct Feed {
 
 impl Feed {
     fn new() -> Feed {
-        Feed::at(&BinlogPosition::new("binlog.000001", 100), 0, 1000)
+        Feed::at(&pos("binlog.000001", 100), 0, 1000)
     }
 
     fn at(position: &BinlogPosition, skip: u64, max_rows: usize) -> Feed {
@@ -128,7 +132,7 @@ fn unrelated_events_only_move_the_position() {
 
 #[test]
 fn a_large_transaction_comes_in_pieces_that_say_where_to_resume() {
-    let start = BinlogPosition::new("binlog.000001", 100);
+    let start = pos("binlog.000001", 100);
     let mut f = Feed::at(&start, 0, 2);
     f.none(q("BEGIN"));
     f.none(SourceEvent::Rows(vec![user(1)]));
@@ -185,7 +189,7 @@ fn rollback_to_savepoint_drops_what_followed_it() {
 
 #[test]
 fn a_rollback_past_rows_already_applied_stops() {
-    let mut f = Feed::at(&BinlogPosition::new("binlog.000001", 100), 0, 2);
+    let mut f = Feed::at(&pos("binlog.000001", 100), 0, 2);
     f.none(q("BEGIN"));
     f.none(q("SAVEPOINT sp"));
     let piece = f.ok(SourceEvent::Rows(vec![user(1), user(2)])).unwrap();
@@ -197,7 +201,7 @@ fn a_rollback_past_rows_already_applied_stops() {
         "the stop names the event's own position"
     );
 
-    let mut f = Feed::at(&BinlogPosition::new("binlog.000001", 100), 0, 1);
+    let mut f = Feed::at(&pos("binlog.000001", 100), 0, 1);
     f.none(q("BEGIN"));
     f.ok(SourceEvent::Rows(vec![user(1)])).unwrap();
     assert!(f.query("ROLLBACK").is_err());
@@ -243,7 +247,7 @@ fn mariadb_xa_is_held_at_prepare_and_resolved_later() {
 #[test]
 fn mysql_xa_frames_and_one_phase() {
     let xid = Xid::from_parts(1, b"m", b"");
-    let mut f = Feed::at(&BinlogPosition::new("binlog.000001", 100), 0, 1);
+    let mut f = Feed::at(&pos("binlog.000001", 100), 0, 1);
     // MySQL: GTID, then `XA START` as a query; never cut in pieces.
     f.none(SourceEvent::Gtid {
         gtid: None,
@@ -278,7 +282,7 @@ fn truncate_reshape_and_statements() {
     let mut f = Feed::new();
     f.gtid(20, true, false);
     let piece = f.query("TRUNCATE TABLE session_data").unwrap().unwrap();
-    assert_eq!(piece.content, Content::Truncate(TableRows::Attributes));
+    assert_eq!(piece.content, Content::Truncate(Table::Attributes));
 
     f.gtid(21, true, false);
     let piece = f
@@ -295,7 +299,7 @@ fn truncate_reshape_and_statements() {
     let stop = f
         .query("UPDATE users SET email = 'x' WHERE user_id = 1")
         .unwrap_err();
-    assert_eq!(stop.table, Some(TableRows::Users));
+    assert_eq!(stop.table, Some(Table::Users));
     assert_eq!(stop.position, before);
     assert!(stop.what.contains("statement"), "{}", stop.what);
 }
@@ -305,7 +309,7 @@ fn rotation_heartbeats_and_unsupported_events() {
     let mut f = Feed::new();
     let piece = f
         .ok(SourceEvent::Rotate {
-            file: "binlog.000002".into(),
+            file: "binlog.000002".parse().unwrap(),
             offset: 4,
         })
         .unwrap();
@@ -339,7 +343,7 @@ fn a_transaction_that_never_committed_is_dropped() {
     f.none(q("BEGIN"));
     f.none(SourceEvent::Rows(vec![user(1)]));
     f.ok(SourceEvent::Rotate {
-        file: "binlog.000002".into(),
+        file: "binlog.000002".parse().unwrap(),
         offset: 4,
     });
     f.gtid(31, false, false);
@@ -354,7 +358,7 @@ fn a_transaction_that_never_committed_is_dropped() {
     assert_eq!(rows(&piece), &[user(4)]);
 
     // Part of one applied already: a stop, not a silent drop.
-    let mut f = Feed::at(&BinlogPosition::new("binlog.000001", 100), 0, 1);
+    let mut f = Feed::at(&pos("binlog.000001", 100), 0, 1);
     f.none(q("BEGIN"));
     f.ok(SourceEvent::Rows(vec![user(1)])).unwrap();
     let stop = f

@@ -3,13 +3,13 @@
 use sqlparser::ast::{AlterColumnOperation, AlterTableOperation};
 
 use super::Statement;
-use crate::model::TableRows;
+use crate::model::Table;
 
 /// `ALTER TABLE` of a source table: followed when each operation is known
 /// to keep every stored value the model reads; otherwise it cannot be
 /// applied exactly (the server converts or removes stored values without
 /// logging rows: a column retyped, a partition dropped).
-pub(super) fn alter_table(table: TableRows, operations: &[AlterTableOperation]) -> Statement {
+pub(super) fn alter_table(table: Table, operations: &[AlterTableOperation]) -> Statement {
     use AlterTableOperation as Op;
     let reads = |column: &str| {
         table

@@ -4,7 +4,7 @@ fn of(text: &str) -> Statement {
     classify(text, "sessions", "sessions")
 }
 
-fn stops(text: &str) -> (TableRows, String) {
+fn stops(text: &str) -> (Table, String) {
     match of(text) {
         Statement::Unappliable { table, what } => (table, what),
         other => panic!("`{text}` should stop the stream, got {other:?}"),
@@ -57,15 +57,15 @@ fn xids_from_events_and_from_queries_agree() {
 fn statement_dml_on_a_source_table_stops() {
     assert_eq!(
         stops("update users set email = 'x' where user_id = 1").0,
-        TableRows::Users
+        Table::Users
     );
     assert_eq!(
         stops("INSERT INTO session_data (session_id, attribute_key) VALUES ('s', 'k')").0,
-        TableRows::Attributes
+        Table::Attributes
     );
     assert_eq!(
         stops("DELETE FROM user_sessions WHERE session_id = 's'").0,
-        TableRows::Sessions
+        Table::Sessions
     );
     assert!(stops("REPLACE INTO user_preferences (user_id) VALUES (1)")
         .1
@@ -79,22 +79,22 @@ fn statement_dml_on_a_source_table_stops() {
     assert!(matches!(
         qualified,
         Statement::Unappliable {
-            table: TableRows::Users,
+            table: Table::Users,
             ..
         }
     ));
     // Multi-table forms.
     assert_eq!(
         stops("UPDATE other o JOIN users u ON u.user_id = o.id SET u.email = o.e").0,
-        TableRows::Users
+        Table::Users
     );
     assert_eq!(
         stops("DELETE s FROM user_sessions s JOIN users u ON u.user_id = s.user_id WHERE u.user_id = 3").0,
-        TableRows::Sessions
+        Table::Sessions
     );
     assert_eq!(
         stops("INSERT INTO users (user_id, username) SELECT id, name FROM staging").0,
-        TableRows::Users
+        Table::Users
     );
 }
 
@@ -131,12 +131,9 @@ fn unrelated_statements_pass() {
 fn truncate_of_a_source_table_is_applied() {
     assert_eq!(
         of("TRUNCATE TABLE session_data"),
-        Statement::Truncate(TableRows::Attributes)
+        Statement::Truncate(Table::Attributes)
     );
-    assert_eq!(
-        of("truncate `users`"),
-        Statement::Truncate(TableRows::Users)
-    );
+    assert_eq!(of("truncate `users`"), Statement::Truncate(Table::Users));
     assert_eq!(of("TRUNCATE TABLE other"), Statement::Unrelated);
 }
 
@@ -197,7 +194,7 @@ fn an_unreadable_statement_that_names_a_source_table_stops() {
     // MySQL's LOAD DATA form is not in the parser's grammar.
     let (table, what) =
         stops("LOAD DATA INFILE '/tmp/x' INTO TABLE session_data FIELDS TERMINATED BY ','");
-    assert_eq!(table, TableRows::Attributes);
+    assert_eq!(table, Table::Attributes);
     assert!(what.contains("LOAD"), "{what}");
     assert_eq!(
         of("LOAD DATA INFILE '/tmp/x' INTO TABLE other"),
@@ -210,7 +207,7 @@ fn an_unreadable_statement_that_names_a_source_table_stops() {
             "sessions"
         ),
         Statement::Unappliable {
-            table: TableRows::Users,
+            table: Table::Users,
             what: "a statement the replicator cannot read (LOAD ...) that names a source table"
                 .into()
         }
@@ -222,7 +219,7 @@ fn leading_comments_are_skipped() {
     assert_eq!(of("/* app=web */ BEGIN"), Statement::Begin);
     assert_eq!(
         of("-- note\nTRUNCATE users"),
-        Statement::Truncate(TableRows::Users)
+        Statement::Truncate(Table::Users)
     );
 }
 
