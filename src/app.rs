@@ -14,7 +14,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::model::Keys;
 use crate::progress::Progress;
-use crate::replicate::StreamOptions;
+use crate::replicate::{RedisGroups, Stream, StreamOptions};
 use crate::sink::RedisSink;
 use crate::snapshot::SnapshotJob;
 use crate::source::{check_settings, MySqlSource, ServerSettings};
@@ -151,7 +151,27 @@ async fn replicate(args: RunArgs, shutdown: CancellationToken) -> Result<()> {
         max_transaction_rows: args.max_transaction_rows,
         ..StreamOptions::new(args.server_id)
     };
-    crate::replicate::stream(&c, &state, &options, health, shutdown).await
+    let stream = Stream {
+        source: &c.source,
+        sink: RedisGroups::new(
+            c.sink.clone(),
+            c.keys.clone(),
+            state.clone(),
+            shutdown.clone(),
+        ),
+        state: &state,
+        keys: &c.keys,
+        options: &options,
+        health,
+        shutdown: shutdown.clone(),
+    };
+    stream
+        .run(async || {
+            let (checkpoint, report) = c.snapshot_job(&state, shutdown.clone()).run().await?;
+            tracing::info!("{report}");
+            Ok(checkpoint)
+        })
+        .await
 }
 
 async fn verify_command(args: VerifyArgs) -> Result<i32> {

@@ -19,9 +19,8 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 /// jemalloc's options, read before `main`: memory freed by one phase (a
 /// snapshot, a rebuild of the namespace) goes back to the system within a
 /// second, from a thread of jemalloc's own, instead of staying resident
-/// under the next phase. In W2 right after a rebuild, peak RSS went from
-/// 250 and 255 MiB to 228, 228 and 237 MiB. `_RJEM_MALLOC_CONF` still
-/// overrides.
+/// under the next phase, where it would add to the peak (docs/performance.md
+/// has the measurement). `_RJEM_MALLOC_CONF` still overrides.
 #[allow(non_upper_case_globals)]
 #[unsafe(export_name = "_rjem_malloc_conf")]
 static malloc_conf: &[u8; 43] = b"background_thread:true,dirty_decay_ms:1000\0";

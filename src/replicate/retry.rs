@@ -75,6 +75,38 @@ impl Incident {
     }
 }
 
+/// An outage of the source, with the backoff between its attempts.
+pub struct Outage {
+    incident: Incident,
+    backoff: Backoff,
+}
+
+impl Outage {
+    pub fn new(what: &'static str) -> Self {
+        Outage {
+            incident: Incident::new(what),
+            backoff: Backoff::new(),
+        }
+    }
+
+    /// An attempt failed: logged if it is the first; the delay before the
+    /// next one.
+    pub fn failed(
+        &mut self,
+        reason: &dyn std::fmt::Display,
+        position: &dyn std::fmt::Display,
+    ) -> std::time::Duration {
+        self.incident.failed(reason, position);
+        self.backoff.delay()
+    }
+
+    /// The source works again (a piece arrived).
+    pub fn recovered(&mut self) {
+        self.incident.recovered();
+        self.backoff.reset();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,35 +1,32 @@
-//! Writing a group to Redis, in a task of its own: while Redis executes one
-//! group, the loop builds the next.
+//! Writing a group to the sink, in a task of its own: while Redis executes
+//! one group, the loop builds the next. This is the one place that decides
+//! which sink errors are retried.
 
 use std::sync::Arc;
 
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use redis::Pipeline;
-
 use super::retry::{Backoff, Incident};
+use super::sink::{GroupSink, Namespace};
 use crate::error::Result;
 use crate::model::Command;
 use crate::position::BinlogPosition;
-use crate::sink::{checked_transaction, RedisSink};
 use crate::telemetry::{self, CommandTally, Health};
 
-/// A group's commands encoded as the one `MULTI`/`EXEC` that writes them.
-/// Encoded by the loop while Redis still executes the group before, so that
-/// Redis does not wait for it.
-pub struct GroupWrite {
-    transaction: Pipeline,
+/// A group's commands encoded for the sink. Encoded by the loop while the
+/// sink still writes the group before, so that Redis does not wait for it.
+pub struct GroupWrite<E> {
+    encoded: E,
     tally: CommandTally,
     /// Kept to be freed by the write task, away from the loop.
     commands: Vec<Command>,
 }
 
-impl GroupWrite {
-    /// `marker`: the namespace's marker key, checked inside the transaction.
-    pub fn encode(commands: Vec<Command>, marker: &[u8]) -> Self {
+impl<E> GroupWrite<E> {
+    pub fn encode<K: GroupSink<Encoded = E>>(sink: &K, commands: Vec<Command>) -> Self {
         GroupWrite {
-            transaction: checked_transaction(&commands, marker),
+            encoded: sink.encode(&commands),
             tally: CommandTally::of(&commands),
             commands,
         }
@@ -40,26 +37,26 @@ impl GroupWrite {
     }
 }
 
-/// Writes groups as one `MULTI`/`EXEC` each, retrying with backoff while
-/// Redis is unreachable, until shutdown.
-pub struct GroupWriter {
-    sink: RedisSink,
+/// Writes groups, retrying with backoff while the sink's errors are
+/// transient, until shutdown.
+pub struct GroupWriter<K> {
+    sink: K,
     health: Arc<Health>,
     incident: Incident,
     shutdown: CancellationToken,
 }
 
 /// What a write task gives back: the writer, the commands it wrote by kind,
-/// and the outcome: whether the namespace's marker key was there, or `None`
-/// when shutdown came before Redis acknowledged the group.
-pub struct Written {
-    pub writer: GroupWriter,
+/// and the outcome: what the sink said of the namespace, or `None` when
+/// shutdown came before the sink acknowledged the group.
+pub struct Written<K> {
+    pub writer: GroupWriter<K>,
     pub commands: CommandTally,
-    pub outcome: Result<Option<bool>>,
+    pub outcome: Result<Option<Namespace>>,
 }
 
-impl GroupWriter {
-    pub fn new(sink: RedisSink, health: Arc<Health>, shutdown: CancellationToken) -> Self {
+impl<K: GroupSink> GroupWriter<K> {
+    pub fn new(sink: K, health: Arc<Health>, shutdown: CancellationToken) -> Self {
         GroupWriter {
             sink,
             health,
@@ -69,11 +66,15 @@ impl GroupWriter {
     }
 
     /// Writes the group in a task (which also frees its commands, away
-    /// from the loop); `committed` is named in the log while Redis is
+    /// from the loop); `committed` is named in the log while the sink is
     /// unreachable.
-    pub fn spawn(mut self, write: GroupWrite, committed: BinlogPosition) -> JoinHandle<Written> {
+    pub fn spawn(
+        mut self,
+        write: GroupWrite<K::Encoded>,
+        committed: BinlogPosition,
+    ) -> JoinHandle<Written<K>> {
         tokio::spawn(async move {
-            let outcome = self.write(&write.transaction, &committed).await;
+            let outcome = self.write(&write.encoded, &committed).await;
             Written {
                 writer: self,
                 commands: write.tally,
@@ -84,19 +85,19 @@ impl GroupWriter {
 
     async fn write(
         &mut self,
-        transaction: &Pipeline,
+        encoded: &K::Encoded,
         committed: &BinlogPosition,
-    ) -> Result<Option<bool>> {
+    ) -> Result<Option<Namespace>> {
         let mut backoff = Backoff::new();
         loop {
-            match self.sink.exec_checked(transaction).await {
-                Ok(present) => {
+            match self.sink.write(encoded).await {
+                Ok(namespace) => {
                     if self.incident.recovered() {
                         telemetry::reconnect("redis");
                     }
                     self.health.set_redis_up(true);
                     self.health.set_redis_full(false);
-                    return Ok(Some(present));
+                    return Ok(Some(namespace));
                 }
                 Err(e) if e.is_transient() => {
                     telemetry::redis_error(true);

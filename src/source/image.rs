@@ -2,8 +2,8 @@
 //!
 //! `mysql_common`'s `BinlogRow` builds a `Column` (schema, table and column
 //! name, flags) for every column of every row, then the model looks its
-//! columns up by name in each row: 18% of the replicator's CPU time in the
-//! W2 benchmark, against 5% read this way. Here a table map is read once
+//! columns up by name in each row, which costs several times what reading
+//! them this way does (docs/performance.md). Here a table map is read once
 //! per rows event into a [`Layout`]: each column's type, metadata and
 //! signedness, and which model column it is, if any. Each image is then read
 //! value by value with `mysql_common`'s own value decoder, and only the

@@ -34,9 +34,8 @@ use crate::model::{Pending, Write};
 /// useful order (a snapshot's attributes, streaming's updates all over the
 /// state), so each such compaction rewrites most of level 1: in runs of 8
 /// files rather than RocksDB's default of 4, the state is rewritten half as
-/// often, for reads that look at a few more files. In alternating
-/// benchmark runs this cut the replicator's CPU time by 8 to 10% in W2, and
-/// by about a tenth in W1.
+/// often, for reads that look at a few more files (docs/performance.md
+/// has what it saved).
 const L0_COMPACTION: i32 = 8;
 /// Files in level 0 at which writes slow down, and stop until compaction
 /// catches up: well above the trigger, so that loading never waits.
