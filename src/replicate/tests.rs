@@ -111,6 +111,16 @@ impl FakeSink {
         self
     }
 
+    /// Waits (with a timeout) until `n` groups were encoded.
+    async fn until_encoded(&self, n: u64) {
+        let waited = tokio::time::timeout(Duration::from_secs(10), async {
+            while *self.encoded.lock().unwrap() < n {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        });
+        waited.await.expect("the groups are encoded");
+    }
+
     /// Lets `n` more writes answer.
     fn release(&self, n: usize) {
         self.gate.as_ref().expect("a gated sink").add_permits(n);
@@ -307,7 +317,10 @@ async fn run_beside(
     drive: impl std::future::Future<Output = ()>,
 ) -> Result<()> {
     let mut outage = Outage::new("the fake source");
-    let (result, ()) = tokio::join!(pipeline.run(&mut rx, &mut outage), drive);
+    let both = async { tokio::join!(pipeline.run(&mut rx, &mut outage), drive) };
+    let (result, ()) = tokio::time::timeout(Duration::from_secs(30), both)
+        .await
+        .expect("the pipeline ends");
     result
 }
 
@@ -322,7 +335,7 @@ async fn a_group_is_committed_only_after_the_sink_acknowledged_it() {
         // The next group arrives while the first is unacknowledged: it is
         // built, and must wait for the acknowledgment, as must the commit.
         tx.send(piece(2)).await.unwrap();
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        sink.until_encoded(2).await;
         assert!(!log.has(&Event::Commit(100)), "{:?}", log.events());
         assert!(!log.has(&Event::Write(2)), "{:?}", log.events());
         sink.release(1);
@@ -354,6 +367,7 @@ async fn a_group_written_after_a_failed_commit_is_never_committed() {
         tx.send(piece(1)).await.unwrap();
         log.until(Event::Write(1)).await;
         tx.send(piece(2)).await.unwrap();
+        sink.until_encoded(2).await;
         // Group 2 is written while group 1 is committed; that commit fails.
         sink.release(2);
     };
@@ -387,7 +401,7 @@ async fn after_a_failed_write_nothing_more_is_written_or_committed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_stream_ends_at_the_target_before_writing_past_it() {
     let log = Arc::new(Log::default());
-    let (sink, store) = (FakeSink::new(&log), FakeStore::new(&log));
+    let (sink, store) = (FakeSink::gated(&log), FakeStore::new(&log));
     let bench = Bench {
         target: Some(at(200)),
         ..Bench::new()
@@ -396,7 +410,15 @@ async fn the_stream_ends_at_the_target_before_writing_past_it() {
     for id in 1..=4 {
         tx.send(piece(id)).await.unwrap();
     }
-    run_beside(bench.pipeline(&sink, &store), rx, async {})
+    let drive = async {
+        sink.release(1);
+        log.until(Event::Write(2)).await;
+        // Group 3 is built while group 2, the one that reaches the target,
+        // is in flight; only then does group 2 answer.
+        sink.until_encoded(3).await;
+        sink.release(8);
+    };
+    run_beside(bench.pipeline(&sink, &store), rx, drive)
         .await
         .unwrap();
     assert_eq!(store.committed(), Some(200));
@@ -408,13 +430,16 @@ async fn the_stream_ends_at_the_target_before_writing_past_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_namespace_is_rebuilt_before_the_next_write() {
     let log = Arc::new(Log::default());
-    let sink = FakeSink::new(&log).answer(1, Answer::Lost);
+    let sink = FakeSink::gated(&log).answer(1, Answer::Lost);
     let (store, bench) = (FakeStore::new(&log), Bench::new());
     let (tx, rx) = mpsc::channel(8);
     for id in 1..=3 {
         tx.send(piece(id)).await.unwrap();
     }
     let drive = async {
+        // Group 2 is built while group 1 is in flight; then group 1 answers.
+        sink.until_encoded(2).await;
+        sink.release(8);
         log.until(Event::Commit(300)).await;
         bench.shutdown.cancel();
     };
@@ -436,6 +461,10 @@ async fn shutdown_finishes_the_group_in_flight() {
         tx.send(piece(1)).await.unwrap();
         log.until(Event::Write(1)).await;
         bench.shutdown.cancel();
+        // The answer comes after the loop saw the shutdown. (However long
+        // this wait, the rule holds; the wait only gives a loop that broke
+        // it the time to show it.)
+        tokio::time::sleep(Duration::from_millis(20)).await;
         sink.release(1);
     };
     run_beside(bench.pipeline(&sink, &store), rx, drive)
