@@ -17,6 +17,7 @@
 //!   `--exit-when-caught-up`) or on shutdown.
 
 mod catch_up;
+mod flight;
 mod group;
 mod pipeline;
 mod read;

@@ -27,6 +27,7 @@ use tokio::task::{JoinError, JoinHandle};
 use tokio_util::sync::CancellationToken;
 
 use super::catch_up::CatchUpLog;
+use super::flight::{wake, Flight, InFlight, Woken};
 use super::group::{self, Group, Limits};
 use super::read::{AbortOnDrop, Budgeted};
 use super::retry::Outage;
@@ -34,7 +35,7 @@ use super::sink::{GroupSink, Namespace};
 use super::store::GroupStore;
 use super::writer::{GroupWrite, GroupWriter, Written};
 use crate::error::{Error, Result};
-use crate::model::{Keys, Pending, Timestamp};
+use crate::model::{Keys, Timestamp};
 use crate::position::BinlogPosition;
 use crate::state::Checkpoint;
 use crate::telemetry::{self, CommandTally, Health};
@@ -53,63 +54,6 @@ pub struct Pipeline<'a, K, T> {
     /// The last committed checkpoint.
     checkpoint: Checkpoint,
     catch_up: CatchUpLog,
-}
-
-/// The write side: idle, or one group in flight.
-enum Flight<K: GroupSink, T: GroupStore> {
-    /// Nothing in flight: the writer is at hand.
-    Idle(GroupWriter<K>),
-    /// A group is being written; the writer is away in its task.
-    Writing(Box<InFlight<K, T>>),
-}
-
-/// A group the sink is writing.
-struct InFlight<K: GroupSink, T: GroupStore> {
-    group: Group,
-    /// Gives the writer back with the sink's answer.
-    task: AbortOnDrop<Written<K>>,
-    /// The group's write set, encoded for the store meanwhile.
-    batch: JoinHandle<T::Batch>,
-}
-
-/// A group whose write task ended.
-struct Landed<K: GroupSink, T: GroupStore> {
-    group: Group,
-    batch: JoinHandle<T::Batch>,
-    written: std::result::Result<Written<K>, JoinError>,
-}
-
-impl<K: GroupSink, T: GroupStore> InFlight<K, T> {
-    async fn land(mut self: Box<Self>) -> Landed<K, T> {
-        let written = (&mut self.task.0).await;
-        let InFlight { group, batch, .. } = *self;
-        Landed {
-            group,
-            batch,
-            written,
-        }
-    }
-}
-
-impl<K: GroupSink, T: GroupStore> Flight<K, T> {
-    /// The writes of the group in flight, for the next group to read through.
-    fn pending(&self) -> Option<&Pending> {
-        match self {
-            Flight::Idle(_) => None,
-            Flight::Writing(f) => Some(&f.group.pending),
-        }
-    }
-}
-
-/// What the loop woke up for. (Made once per wake-up and taken apart at
-/// once: the size of its variants does not matter.)
-#[allow(clippy::large_enum_variant)]
-enum Woken<K: GroupSink, T: GroupStore> {
-    /// A piece, an error of the reader, or the reader's end (`None`).
-    Piece(Flight<K, T>, Option<Result<Budgeted>>),
-    /// The group in flight was written (or failed to be).
-    Written(Landed<K, T>),
-    Stop(Flight<K, T>),
 }
 
 /// The sink's acknowledgment of a group.
@@ -180,7 +124,7 @@ impl<'a, K: GroupSink, T: GroupStore> Pipeline<'a, K, T> {
         );
         let mut flight = Flight::Idle(writer);
         loop {
-            flight = match self.wake(flight, rx).await {
+            flight = match wake(flight, rx, &self.shutdown).await {
                 Woken::Stop(flight) => return self.settle(flight).await,
                 Woken::Piece(flight, None) => {
                     self.settle(flight).await?;
@@ -214,44 +158,6 @@ impl<'a, K: GroupSink, T: GroupStore> Pipeline<'a, K, T> {
                     Flight::Idle(writer)
                 }
             };
-        }
-    }
-
-    /// Waits for a piece, the group in flight's write, or shutdown.
-    async fn wake(
-        &self,
-        flight: Flight<K, T>,
-        rx: &mut mpsc::Receiver<Result<Budgeted>>,
-    ) -> Woken<K, T> {
-        match flight {
-            Flight::Idle(writer) => tokio::select! {
-                piece = rx.recv() => Woken::Piece(Flight::Idle(writer), piece),
-                _ = self.shutdown.cancelled() => Woken::Stop(Flight::Idle(writer)),
-            },
-            Flight::Writing(mut f) => {
-                enum Next<W> {
-                    Piece(Option<Result<Budgeted>>),
-                    Written(W),
-                    Stop,
-                }
-                let next = tokio::select! {
-                    piece = rx.recv() => Next::Piece(piece),
-                    written = &mut f.task.0 => Next::Written(written),
-                    _ = self.shutdown.cancelled() => Next::Stop,
-                };
-                match next {
-                    Next::Piece(piece) => Woken::Piece(Flight::Writing(f), piece),
-                    Next::Stop => Woken::Stop(Flight::Writing(f)),
-                    Next::Written(written) => {
-                        let InFlight { group, batch, .. } = *f;
-                        Woken::Written(Landed {
-                            group,
-                            batch,
-                            written,
-                        })
-                    }
-                }
-            }
         }
     }
 

@@ -9,7 +9,6 @@
 //! bytes ([`super::wire`]). What the sequence means is decided by the pure
 //! [`Assembler`].
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -19,6 +18,7 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{BinlogStream, BinlogStreamRequest};
 
 use super::assemble::{self, Assembler, SourceEvent, Stop};
+use super::columns::ColumnNames;
 use super::image::Layout;
 use super::wire;
 use super::{MySqlSource, Table};
@@ -347,54 +347,6 @@ fn row_error(e: Error, table: Table, at: &BinlogPosition) -> Error {
             what: reason,
         },
         other => other,
-    }
-}
-
-/// Column names of the four tables from `information_schema`, for servers
-/// that do not log them (`binlog_row_metadata=MINIMAL`).
-#[derive(Default)]
-struct ColumnNames {
-    names: HashMap<&'static str, Vec<String>>,
-    warned: bool,
-}
-
-impl ColumnNames {
-    fn clear(&mut self) {
-        self.names.clear();
-    }
-
-    fn has(&self, table: Table) -> bool {
-        self.names.contains_key(table.name())
-    }
-
-    fn get(&self, table: Table) -> Option<&[String]> {
-        self.names.get(table.name()).map(Vec::as_slice)
-    }
-
-    fn insert(&mut self, table: Table, names: Vec<String>) {
-        self.names.insert(table.name(), names);
-    }
-
-    async fn fetch(&mut self, source: &MySqlSource, table: Table) -> Result<Vec<String>> {
-        if !self.warned {
-            self.warned = true;
-            tracing::warn!(
-                "the binlog carries no column names; reading them from information_schema. \
-                 Set binlog_row_metadata=FULL on the server so that replaying old events after \
-                 a schema change stays exact"
-            );
-        }
-        let mut conn = source.connect().await?;
-        let names: Vec<String> = conn
-            .exec(
-                "SELECT column_name FROM information_schema.columns \
-                 WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position",
-                (source.database(), table.name()),
-            )
-            .await
-            .map_err(|e| Error::mysql("reading column names", e))?;
-        let _ = conn.disconnect().await;
-        Ok(names)
     }
 }
 

@@ -3,6 +3,7 @@
 
 mod assemble;
 mod binlog;
+mod columns;
 mod decode;
 pub mod image;
 mod prereq;

@@ -1,6 +1,6 @@
 use super::*;
-use crate::model::StateView;
 use crate::model::Timestamp;
+use crate::model::{Attribute, StateView};
 use crate::position::BinlogPosition;
 
 fn temp_store() -> (StateStore, PathBuf) {

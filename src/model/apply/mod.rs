@@ -39,12 +39,15 @@ use super::session::{
     preference_fields, session_fields, user_fields, write_session, write_user_index, Field,
 };
 use super::{
-    attribute_field, coalesce, Attribute, Bytes, Command, Keys, Overlay, Preferences, RowChange,
-    Session, SessionRef, SourceRow, StateView, Timestamp, User,
+    attribute_field, coalesce, Attribute, Command, Keys, Overlay, Preferences, RowChange, Session,
+    SessionRef, SourceRow, StateView, Timestamp, User,
 };
 use crate::error::Result;
 
 mod content;
+mod fields;
+
+use fields::{changed, FieldWrites};
 
 pub use content::apply_content;
 
@@ -394,51 +397,6 @@ impl<V: StateView> Ctx<'_, '_, V> {
             }
         }
     }
-}
-
-/// Fields to write to session hashes, sorted once into values to set and
-/// fields to remove (a change of a user's row is written to each of the
-/// user's live sessions, each getting a copy).
-#[derive(Clone, Default)]
-struct FieldWrites {
-    set: Vec<(Bytes, Bytes)>,
-    unset: Vec<Bytes>,
-}
-
-impl FieldWrites {
-    fn of(fields: &[Field]) -> Self {
-        let mut writes = FieldWrites {
-            set: Vec::with_capacity(fields.len()),
-            unset: Vec::new(),
-        };
-        for (name, value) in fields {
-            writes.add(name.as_bytes().to_vec(), value.clone());
-        }
-        writes
-    }
-
-    fn one(name: Bytes, value: Option<Bytes>) -> Self {
-        let mut writes = FieldWrites::default();
-        writes.add(name, value);
-        writes
-    }
-
-    fn add(&mut self, name: Bytes, value: Option<Bytes>) {
-        match value {
-            Some(value) => self.set.push((name, value)),
-            None => self.unset.push(name),
-        }
-    }
-}
-
-/// The fields of `new` whose values differ from those of `old`, the same
-/// fields of the row before the change.
-fn changed<const N: usize>(new: [Field; N], old: [Field; N]) -> Vec<Field> {
-    new.into_iter()
-        .zip(old)
-        .filter(|(new, old)| new.1 != old.1)
-        .map(|(new, _)| new)
-        .collect()
 }
 
 #[cfg(test)]

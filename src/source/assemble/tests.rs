@@ -1,7 +1,7 @@
 //! The assembler, event by event, with no server.
 
 use super::*;
-use crate::model::{SourceRow, User};
+use crate::model::{RowChange, SourceRow, Table, User, Xid};
 
 fn pos(file: &str, offset: u64) -> BinlogPosition {
     BinlogPosition::parse(file, offset).unwrap()
