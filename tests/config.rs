@@ -147,3 +147,17 @@ async fn an_unusable_state_dir_is_refused() {
         "{line}"
     );
 }
+
+#[tokio::test]
+async fn a_redis_cluster_node_is_one_clear_error() {
+    let redis = PrivateServices::redis("--cluster-enabled yes");
+    let db = TestDb::new("redis_cluster_url").await;
+    let url = format!("redis://127.0.0.1:{}", redis.redis_port);
+    for command in ["snapshot", "verify"] {
+        let out = db.run_with(&[command], &[("REDIS_URL", &url)]).await;
+        let err = stderr(&out);
+        assert!(!out.status.success(), "{err}");
+        assert!(err.contains("Redis Cluster"), "{err}");
+        assert!(!err.contains("MOVED") && err.len() < 1_000, "{err}");
+    }
+}

@@ -65,6 +65,20 @@ impl RedisSink {
             .query_async::<()>(&mut conn)
             .await
             .map_err(connect_err)?;
+        // A cluster node answers most writes with MOVED: say so once, up
+        // front. A standalone server refuses CLUSTER INFO ("cluster support
+        // disabled"), as does an ACL without it: both carry on.
+        let cluster = redis::cmd("CLUSTER")
+            .arg("INFO")
+            .query_async::<String>(&mut conn)
+            .await;
+        if cluster.is_ok() {
+            return Err(Error::Config(format!(
+                "REDIS_URL {redacted_url} is a node of a Redis Cluster; \
+                 this version of the replicator writes one standalone Redis (or the primary \
+                 of a replication group). Point REDIS_URL at a standalone Redis"
+            )));
+        }
         Ok(RedisSink { conn, redacted_url })
     }
 
