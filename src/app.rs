@@ -16,7 +16,7 @@ use crate::model::Keys;
 use crate::progress::Progress;
 use crate::replicate::{RedisGroups, Stream, StreamOptions};
 use crate::sink::RedisSink;
-use crate::snapshot::SnapshotJob;
+use crate::snapshot::{Pace, SnapshotJob};
 use crate::source::{check_settings, MySqlSource, ServerSettings};
 use crate::state::StateStore;
 use crate::telemetry::{self, Health};
@@ -49,6 +49,7 @@ impl Connected {
     pub fn snapshot_job<'a>(
         &'a self,
         state: &'a StateStore,
+        pace: &Pace,
         shutdown: CancellationToken,
     ) -> SnapshotJob<'a> {
         SnapshotJob {
@@ -57,6 +58,7 @@ impl Connected {
             state,
             sink: &self.sink,
             keys: &self.keys,
+            pace: pace.clone(),
             progress: Progress::for_stderr(),
             shutdown,
         }
@@ -104,7 +106,10 @@ async fn snapshot(args: SnapshotArgs, shutdown: CancellationToken) -> Result<()>
     let config = args.connection.config(Some(args.state.state_dir));
     let c = connect(&config).await?;
     let state = open_state(&config, &c)?;
-    let (_, report) = c.snapshot_job(&state, shutdown).run().await?;
+    let (_, report) = c
+        .snapshot_job(&state, &args.pace.pace(), shutdown)
+        .run()
+        .await?;
     println!("{report}");
     Ok(())
 }
@@ -140,10 +145,14 @@ async fn replicate(args: RunArgs, shutdown: CancellationToken) -> Result<()> {
             }
         )));
     }
+    tokio::spawn(watch_source_position(c.source.clone(), shutdown.clone()));
     let state = open_state(&config, &c)?;
+    let pace = args.pace.pace();
     if state.checkpoint()?.is_none() {
         tracing::info!("no checkpoint in the state directory: taking a snapshot first");
-        c.snapshot_job(&state, shutdown.clone()).run().await?;
+        c.snapshot_job(&state, &pace, shutdown.clone())
+            .run()
+            .await?;
     }
     let options = StreamOptions {
         exit_when_caught_up: args.exit_when_caught_up,
@@ -157,6 +166,7 @@ async fn replicate(args: RunArgs, shutdown: CancellationToken) -> Result<()> {
             c.sink.clone(),
             c.keys.clone(),
             state.clone(),
+            pace.clone(),
             shutdown.clone(),
         ),
         state: &state,
@@ -165,13 +175,56 @@ async fn replicate(args: RunArgs, shutdown: CancellationToken) -> Result<()> {
         health,
         shutdown: shutdown.clone(),
     };
-    stream
+    let streamed = stream
         .run(async || {
-            let (checkpoint, report) = c.snapshot_job(&state, shutdown.clone()).run().await?;
+            let job = c.snapshot_job(&state, &pace, shutdown.clone());
+            let (checkpoint, report) = job.run().await?;
             tracing::info!("{report}");
             Ok(checkpoint)
         })
-        .await
+        .await;
+    match streamed {
+        Err(e @ Error::Unappliable { .. }) if args.hold_on_stop => {
+            for line in e.to_string().lines() {
+                tracing::error!("{line}");
+            }
+            tracing::error!(
+                "the stream stopped (above) and the replicator holds there (--hold-on-stop): \
+                 not ready, /metrics still served, until it is told to stop"
+            );
+            shutdown.cancelled().await;
+            Err(e)
+        }
+        streamed => streamed,
+    }
+}
+
+/// How often the source's binlog position is read for /metrics.
+const SOURCE_POSITION_EVERY: Duration = Duration::from_secs(10);
+
+/// Reads the server's binlog position every few seconds into /metrics
+/// (`replicator_source_*`), so that a checkpoint that stands still while
+/// the source moves shows, even when the stream itself is stuck.
+async fn watch_source_position(source: MySqlSource, shutdown: CancellationToken) {
+    let mut ticks = tokio::time::interval(SOURCE_POSITION_EVERY);
+    let mut failing = false;
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            _ = shutdown.cancelled() => return,
+        }
+        match source.current_position().await {
+            Ok(position) => {
+                telemetry::source_position(&position);
+                failing = false;
+            }
+            Err(e) if !failing => {
+                tracing::warn!("cannot read the source's binlog position for /metrics: {e}");
+                failing = true;
+            }
+            Err(_) => {}
+        }
+    }
 }
 
 async fn verify_command(args: VerifyArgs) -> Result<i32> {

@@ -75,12 +75,31 @@ pub struct StateArgs {
     pub state_dir: PathBuf,
 }
 
+/// How hard a snapshot may press on a Redis that serves traffic.
+#[derive(Debug, Clone, Args)]
+pub struct PaceArgs {
+    /// Most Redis commands per second the snapshot writes (its sessions,
+    /// indexes and stale-key removal; also a rebuild of a lost namespace).
+    /// A session is two commands, a user's index two more. Unlimited when
+    /// unset or 0.
+    #[arg(long, env = "SNAPSHOT_MAX_RATE")]
+    pub snapshot_max_rate: Option<u32>,
+}
+
+impl PaceArgs {
+    pub fn pace(&self) -> crate::snapshot::Pace {
+        crate::snapshot::Pace::per_second(self.snapshot_max_rate)
+    }
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct SnapshotArgs {
     #[command(flatten)]
     pub connection: ConnectionArgs,
     #[command(flatten)]
     pub state: StateArgs,
+    #[command(flatten)]
+    pub pace: PaceArgs,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -89,6 +108,8 @@ pub struct RunArgs {
     pub connection: ConnectionArgs,
     #[command(flatten)]
     pub state: StateArgs,
+    #[command(flatten)]
+    pub pace: PaceArgs,
 
     /// Replica server id, unique among the source server's replicas.
     #[arg(long, env = "SERVER_ID")]
@@ -119,6 +140,14 @@ pub struct RunArgs {
     /// /readyz answers 200 only while the replication lag is under this many seconds.
     #[arg(long, env = "READY_MAX_LAG", default_value_t = 5.0)]
     pub ready_max_lag: f64,
+
+    /// When the stream stops on an event it cannot apply, stay up (not
+    /// ready, not healthy, /metrics still served with
+    /// replicator_stream_stopped 1) until told to stop, instead of exiting:
+    /// under an orchestrator the stop is then seen by Prometheus instead of
+    /// lost in a restart loop.
+    #[arg(long, env = "HOLD_ON_STOP")]
+    pub hold_on_stop: bool,
 }
 
 #[derive(Debug, Clone, Args)]

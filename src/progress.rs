@@ -79,12 +79,14 @@ impl Tracker {
             }
             None if self.last_log.elapsed() >= LOG_EVERY => {
                 self.last_log = Instant::now();
+                let left = self.estimate.saturating_sub(self.done) as f64;
                 tracing::info!(
-                    "{}: {} of about {} rows ({:.0} rows/s)",
+                    "{}: {} of about {} rows ({:.0} rows/s, eta {:.0}s)",
                     self.name,
                     self.done,
                     self.estimate.max(self.done),
-                    self.rate()
+                    self.rate(),
+                    left / self.rate().max(1e-3)
                 );
             }
             None => {}
@@ -95,6 +97,8 @@ impl Tracker {
         self.done
     }
 
+    /// Rows per second since the start: under `--snapshot-max-rate`, the
+    /// rate the limit lets through, so the ETA follows the limit.
     fn rate(&self) -> f64 {
         self.done as f64 / self.started.elapsed().as_secs_f64().max(1e-3)
     }

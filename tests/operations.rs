@@ -221,3 +221,64 @@ fn compose_file_parses_and_its_mysql_meets_the_prerequisites() {
         assert!(path.exists(), "{} is missing", path.display());
     }
 }
+
+/// With --hold-on-stop, a stream stopped on an event it cannot apply stays
+/// up, not ready, and says so in /metrics; a stop signal then ends it with
+/// the error.
+#[tokio::test]
+async fn hold_on_stop_keeps_a_stopped_stream_visible_until_told_to_stop() {
+    let db = TestDb::new("hold_on_stop").await;
+    db.sql(FIXTURE).await;
+    db.catch_up().await;
+    db.sql("SET SESSION binlog_format = 'STATEMENT'; UPDATE users SET email = 'st@x' WHERE user_id = 1")
+        .await;
+    let port = free_port();
+    let log = db.log_path("hold");
+    let mut child = db
+        .replicator(&["run", "--hold-on-stop"])
+        .env("METRICS_ADDR", format!("127.0.0.1:{port}"))
+        .stderr(std::process::Stdio::from(
+            std::fs::File::create(&log).unwrap(),
+        ))
+        .spawn()
+        .unwrap();
+    db.wait_for(
+        "replicator_stream_stopped 1",
+        Duration::from_secs(30),
+        || async {
+            get(port, "/metrics")
+                .await
+                .is_some_and(|(_, m)| sample(&m, "replicator_stream_stopped") == Some(1.0))
+        },
+    )
+    .await;
+    assert!(child.try_wait().unwrap().is_none(), "it exited");
+    let (code, body) = get(port, "/readyz").await.unwrap();
+    assert_eq!(code, 503);
+    assert!(body.contains("stopped"), "{body}");
+    let (_, metrics) = get(port, "/metrics").await.unwrap();
+    assert_eq!(sample(&metrics, "replicator_ready"), Some(0.0));
+    assert_eq!(sample(&metrics, "replicator_stream_stops_total"), Some(1.0));
+
+    let pid = child.id().unwrap().to_string();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("exits on SIGTERM")
+        .unwrap();
+    assert!(!status.success());
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("--hold-on-stop"), "{text}");
+    assert!(
+        text.contains("error: ") && text.contains("`users`"),
+        "{text}"
+    );
+    assert_eq!(
+        db.field("s1", "email").await.as_deref(),
+        Some("ann@x"),
+        "applied past the stop"
+    );
+}

@@ -206,3 +206,17 @@ async fn the_checkpoint_records_the_snapshot_position() {
     let marker: String = db.redis().get(db.key("replicator:snapshot")).await.unwrap();
     assert_eq!(marker, checkpoint["snapshot"]["id"].as_str().unwrap());
 }
+
+#[tokio::test]
+async fn a_rate_limited_snapshot_writes_the_same_model() {
+    let db = snapshot_db("snap_rate").await;
+    db.sql("DELETE FROM user_sessions WHERE session_id = 'bare'")
+        .await;
+    let out = db
+        .run_ok_with(&["snapshot"], &[("SNAPSHOT_MAX_RATE", "500")])
+        .await;
+    let log = common::stderr(&out);
+    assert!(log.contains("at most 500 commands/s"), "{log}");
+    assert!(db.session("bare").await.is_empty(), "a stale key is left");
+    assert!(stdout(&db.run_ok(&["verify"]).await).starts_with("MATCH"));
+}

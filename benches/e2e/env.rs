@@ -24,8 +24,11 @@ pub struct Args {
     /// W1: rounds of a snapshot and its `--pipe` limit.
     #[arg(long, default_value_t = 3)]
     pub rounds: usize,
-    /// Workloads to run (w1,w2,w3,w4).
-    #[arg(long, default_value = "w1,w2,w3,w4")]
+    /// W5: the snapshot's --snapshot-max-rate, in Redis commands per second.
+    #[arg(long, default_value_t = 50_000)]
+    pub snapshot_rate: u64,
+    /// Workloads to run (w1,w2,w3,w4,w5).
+    #[arg(long, default_value = "w1,w2,w3,w4,w5")]
     pub only: String,
     /// Accepted for `cargo bench` compatibility.
     #[arg(long, hide = true)]

@@ -5,7 +5,8 @@
 //!
 //! W1 snapshot, the `redis-cli --pipe` limit of W1's own commands, W2
 //! catch-up of a mixed backlog, W3 commit-to-visible lag at a fixed rate, W4
-//! reading a session from MySQL (the four-table join) and from Redis. Prints
+//! reading a session from MySQL (the four-table join) and from Redis, W5 a
+//! snapshot under concurrent reads, without and with a rate limit. Prints
 //! one table. The database `bench_{users}` is generated with LOAD DATA and
 //! kept for the next run; Redis database 9 belongs to the benchmark.
 
@@ -16,6 +17,7 @@ mod w1;
 mod w2;
 mod w3;
 mod w4;
+mod w5;
 
 use clap::Parser;
 
@@ -49,6 +51,9 @@ async fn main() {
     }
     if only("w4") {
         w4::w4(&env, &args, &mut rows).await;
+    }
+    if only("w5") {
+        w5::w5(&env, &args, &mut rows).await;
     }
     let host = std::fs::read_to_string("/proc/cpuinfo")
         .ok()

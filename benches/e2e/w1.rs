@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use replicator::model::{Keys, Timestamp};
 use replicator::sink::pipeline;
-use replicator::snapshot::model_batches;
+use replicator::snapshot::{model_batches, COMMANDS_PER_BATCH};
 use replicator::state::StateStore;
 
 use super::env::{Args, Env, PREFIX};
@@ -28,11 +28,17 @@ pub async fn w1(env: &Env, args: &Args, rows: &mut Vec<Row>) {
             // The limit: W1's own final commands, as RESP, through redis-cli --pipe.
             let state = StateStore::open_read_only(&env.state_dir).unwrap();
             let mut out = std::io::BufWriter::new(std::fs::File::create(&resp).unwrap());
-            model_batches(&state, &Keys::new(PREFIX), Timestamp::now(), |batch| {
-                out.write_all(&pipeline(&batch, true).get_packed_pipeline())
-                    .unwrap();
-                Ok(())
-            })
+            model_batches(
+                &state,
+                &Keys::new(PREFIX),
+                Timestamp::now(),
+                COMMANDS_PER_BATCH,
+                |batch| {
+                    out.write_all(&pipeline(&batch, true).get_packed_pipeline())
+                        .unwrap();
+                    Ok(())
+                },
+            )
             .unwrap();
         }
         flush_bench_redis(env).await;

@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 use crate::error::Result;
 use crate::model::{Bytes, Command, Keys, Timestamp};
 use crate::sink::{checked_transaction, RedisSink};
-use crate::snapshot;
+use crate::snapshot::{self, Pace};
 use crate::state::{Checkpoint, StateStore};
 
 /// What Redis said of the namespace when it applied a group.
@@ -75,8 +75,9 @@ pub trait GroupSink: Clone + Send + Sync + 'static {
 pub struct RedisGroups {
     sink: RedisSink,
     keys: Keys,
-    /// The state a lost namespace is rebuilt from.
+    /// The state a lost namespace is rebuilt from, and how fast.
     state: StateStore,
+    pace: Pace,
     shutdown: CancellationToken,
 }
 
@@ -85,12 +86,14 @@ impl RedisGroups {
         sink: RedisSink,
         keys: Keys,
         state: StateStore,
+        pace: Pace,
         shutdown: CancellationToken,
     ) -> Self {
         RedisGroups {
             sink,
             keys,
             state,
+            pace,
             shutdown,
         }
     }
@@ -119,10 +122,12 @@ impl GroupSink for RedisGroups {
             "the namespace's marker key is missing in Redis (a restart without persistence, or \
              a flush): rebuilding the namespace from the replicator's state"
         );
+        let _running = crate::telemetry::SnapshotRunning::start();
         let (state, sink, keys) = (&self.state, &self.sink, &self.keys);
         let now = Timestamp::now();
-        let stale = snapshot::remove_stale(state, sink, keys, now).await?;
-        let written = snapshot::materialize(state, sink, keys, now, &self.shutdown).await?;
+        let pace = &self.pace;
+        let stale = snapshot::remove_stale(state, sink, keys, now, pace).await?;
+        let written = snapshot::materialize(state, sink, keys, now, pace, &self.shutdown).await?;
         let marker = Command::Set {
             key: keys.marker(),
             value: checkpoint.snapshot.id.as_bytes().to_vec(),

@@ -6,7 +6,8 @@ use std::ops::ControlFlow;
 use tokio_util::sync::CancellationToken;
 
 use super::hashes::{index_batches, Materialized, SessionHashes};
-use super::writer::{self, BatchWriter, COMMANDS_PER_BATCH};
+use super::pace::Pace;
+use super::writer::{self, BatchWriter};
 use crate::error::{Error, Result};
 use crate::model::StateView;
 use crate::model::{Bytes, Command, Keys, Timestamp};
@@ -14,15 +15,17 @@ use crate::sink::RedisSink;
 use crate::state::{StateReader, StateStore};
 
 /// Writes every live session of the state, and every user's index, to
-/// Redis: the namespace rebuilt from the state alone.
+/// Redis, at the `pace`'s rate: the namespace rebuilt from the state alone.
 pub async fn materialize(
     state: &StateStore,
     sink: &RedisSink,
     keys: &Keys,
     now: Timestamp,
+    pace: &Pace,
     shutdown: &CancellationToken,
 ) -> Result<Materialized> {
-    let writer = BatchWriter::spawn(sink, None);
+    let writer = BatchWriter::spawn(sink, None, pace);
+    let batch = pace.batch_commands();
     let producer = {
         let (state, keys, shutdown, tx) = (
             state.clone(),
@@ -31,7 +34,7 @@ pub async fn materialize(
             writer.sender(),
         );
         tokio::task::spawn_blocking(move || {
-            model_batches(&state, &keys, now, |batch| {
+            model_batches(&state, &keys, now, batch, |batch| {
                 if shutdown.is_cancelled() {
                     return Err(Error::Interrupted(
                         "snapshot stopped while writing Redis".into(),
@@ -48,20 +51,21 @@ pub async fn materialize(
     writer.finish(produced).await
 }
 
-/// The whole model of the state as batches of commands, handed to `send`
-/// in order: every session's hash (in order of session id), then every
-/// user's index.
+/// The whole model of the state as batches of about `batch_commands`
+/// commands, handed to `send` in order: every session's hash (in order of
+/// session id), then every user's index.
 pub fn model_batches(
     state: &StateStore,
     keys: &Keys,
     now: Timestamp,
+    batch_commands: usize,
     mut send: impl FnMut(Vec<Command>) -> Result<()>,
 ) -> Result<Materialized> {
     let mut hashes = SessionHashes::new(state, keys, now);
-    let mut batch = Vec::with_capacity(COMMANDS_PER_BATCH + 8);
+    let mut batch = Vec::with_capacity(batch_commands + 8);
     state.for_each_session(|session| {
         hashes.write(&session, &mut batch)?;
-        if batch.len() >= COMMANDS_PER_BATCH {
+        if batch.len() >= batch_commands {
             send(std::mem::take(&mut batch))?;
         }
         Ok(())
@@ -69,18 +73,20 @@ pub fn model_batches(
     if !batch.is_empty() {
         send(batch)?;
     }
-    index_batches(state, keys, now, COMMANDS_PER_BATCH, send)?;
+    index_batches(state, keys, now, batch_commands, send)?;
     Ok(hashes.done)
 }
 
 /// Deletes the namespace's keys that the state's model does not give:
 /// session hashes of sessions that are gone or expired, and indexes of users
-/// with no live session. Returns how many keys it deleted.
+/// with no live session, at the `pace`'s rate. Returns how many keys it
+/// deleted.
 pub async fn remove_stale(
     state: &StateStore,
     sink: &RedisSink,
     keys: &Keys,
     now: Timestamp,
+    pace: &Pace,
 ) -> Result<u64> {
     let mut removed = 0;
     sink.scan_each(&keys.model_patterns(), async |found| {
@@ -89,6 +95,7 @@ pub async fn remove_stale(
             .map(Command::Del)
             .collect();
         removed += stale.len() as u64;
+        pace.admit(stale.len()).await;
         sink.write(&stale, false).await?;
         Ok(ControlFlow::Continue(()))
     })

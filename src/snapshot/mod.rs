@@ -14,6 +14,7 @@
 mod hashes;
 mod load;
 mod materialize;
+mod pace;
 mod writer;
 
 use std::time::{Duration, Instant};
@@ -24,9 +25,10 @@ use tokio_util::sync::CancellationToken;
 pub use hashes::Materialized;
 pub use load::load_tables;
 pub use materialize::{materialize, model_batches, remove_stale};
+pub use pace::{Pace, COMMANDS_PER_BATCH};
 
 use hashes::{index_batches, SessionHashes};
-use writer::{BatchWriter, COMMANDS_PER_BATCH};
+use writer::BatchWriter;
 
 use crate::error::{Error, Result};
 use crate::model::{Command, Keys, Timestamp};
@@ -35,6 +37,7 @@ use crate::progress::Progress;
 use crate::sink::RedisSink;
 use crate::source::{ConsistentRead, Flavor, MySqlSource, SourceRow, Table};
 use crate::state::{Checkpoint, SnapshotInfo, StateStore, STATE_FORMAT};
+use crate::telemetry;
 
 /// What a snapshot did.
 #[derive(Clone, Debug, Serialize)]
@@ -77,6 +80,8 @@ pub struct SnapshotJob<'a> {
     pub state: &'a StateStore,
     pub sink: &'a RedisSink,
     pub keys: &'a Keys,
+    /// How fast it may write Redis.
+    pub pace: Pace,
     pub progress: Progress,
     pub shutdown: CancellationToken,
 }
@@ -135,6 +140,7 @@ impl SnapshotJob<'_> {
 
     /// Takes the snapshot and commits its checkpoint.
     pub async fn run(self) -> Result<(Checkpoint, SnapshotReport)> {
+        let _running = telemetry::SnapshotRunning::start();
         let started = Instant::now();
         self.state.clear()?;
         // Whatever an earlier run left is looked for before anything is
@@ -189,7 +195,12 @@ impl SnapshotJob<'_> {
         // Sessions last: each one's hash is written to Redis as it is read.
         let phase = Instant::now();
         let now = Timestamp::now();
-        let writer = BatchWriter::spawn(self.sink, Some(self.keys.marker()));
+        if let Some(limit) = self.pace.limit() {
+            tracing::info!(
+                "snapshot: writing Redis at most {limit} commands/s (--snapshot-max-rate)"
+            );
+        }
+        let writer = BatchWriter::spawn(self.sink, Some(self.keys.marker()), &self.pace);
         let produced = async {
             let sessions = self.load_sessions(&mut read, &writer, now).await?;
             read.finish().await?;
@@ -208,7 +219,7 @@ impl SnapshotJob<'_> {
 
         let stale = if earlier_keys {
             let phase = Instant::now();
-            let stale = remove_stale(self.state, self.sink, self.keys, now).await?;
+            let stale = remove_stale(self.state, self.sink, self.keys, now, &self.pace).await?;
             tracing::info!(
                 "snapshot: {stale} stale keys removed in {:.1}s",
                 secs(phase)
@@ -255,7 +266,8 @@ impl SnapshotJob<'_> {
         now: Timestamp,
     ) -> Result<(u64, Materialized)> {
         let mut hashes = SessionHashes::new(self.state, self.keys, now);
-        let mut batch = Vec::with_capacity(COMMANDS_PER_BATCH + 8);
+        let batch_commands = self.pace.batch_commands();
+        let mut batch = Vec::with_capacity(batch_commands + 8);
         let rows = load::load_table(
             read,
             self.state,
@@ -267,7 +279,7 @@ impl SnapshotJob<'_> {
                 if let SourceRow::Session(session) = row {
                     hashes.write(&session, &mut batch)?;
                 }
-                if batch.len() >= COMMANDS_PER_BATCH {
+                if batch.len() >= batch_commands {
                     writer.send(std::mem::take(&mut batch)).await?;
                 }
                 Ok(())
@@ -281,8 +293,9 @@ impl SnapshotJob<'_> {
     /// Queues every user's index, once the sessions are in the state.
     async fn write_indexes(&self, writer: &BatchWriter, now: Timestamp) -> Result<()> {
         let (state, keys, tx) = (self.state.clone(), self.keys.clone(), writer.sender());
+        let batch_commands = self.pace.batch_commands();
         tokio::task::spawn_blocking(move || {
-            index_batches(&state, &keys, now, COMMANDS_PER_BATCH, |batch| {
+            index_batches(&state, &keys, now, batch_commands, |batch| {
                 tx.blocking_send(batch).map_err(|_| writer::stopped())
             })
         })

@@ -7,12 +7,12 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::ReceiverStream;
 
+use super::pace::Pace;
 use crate::error::{Error, Result};
 use crate::model::{Bytes, Command};
 use crate::sink::RedisSink;
+use crate::telemetry;
 
-/// Commands per batch (about 500 sessions).
-pub const COMMANDS_PER_BATCH: usize = 1_500;
 /// Batches in flight at once.
 const BATCHES_IN_FLIGHT: usize = 4;
 
@@ -28,19 +28,29 @@ impl BatchWriter {
     /// With a `marker`, each batch also checks, in its own `MULTI`/`EXEC`,
     /// that the namespace's marker key is still there, and the writing
     /// stops with an error when it is not: Redis lost what was written
-    /// before (a restart without persistence, a flush).
-    pub fn spawn(sink: &RedisSink, marker: Option<Bytes>) -> Self {
+    /// before (a restart without persistence, a flush). Batches leave at
+    /// the `pace`'s rate.
+    pub fn spawn(sink: &RedisSink, marker: Option<Bytes>, pace: &Pace) -> Self {
         let (tx, rx) = mpsc::channel::<Vec<Command>>(BATCHES_IN_FLIGHT * 2);
-        let sink = sink.clone();
+        let (sink, pace) = (sink.clone(), pace.clone());
         let task = tokio::spawn(async move {
-            let mut writes = ReceiverStream::new(rx)
+            let writes = ReceiverStream::new(rx)
+                .then(|batch| {
+                    let pace = pace.clone();
+                    async move {
+                        pace.admit(batch.len()).await;
+                        batch
+                    }
+                })
                 .map(|batch| {
                     let (sink, marker) = (sink.clone(), marker.clone());
                     async move {
-                        let Some(marker) = marker else {
-                            return sink.write(&batch, true).await;
+                        let intact = match marker {
+                            None => sink.write(&batch, true).await.map(|()| true),
+                            Some(marker) => sink.write_checked(&batch, &marker).await,
                         };
-                        if sink.write_checked(&batch, &marker).await? {
+                        if intact? {
+                            telemetry::snapshot_commands(batch.len());
                             Ok(())
                         } else {
                             Err(Error::NamespaceLost(
@@ -53,6 +63,7 @@ impl BatchWriter {
                     }
                 })
                 .buffer_unordered(BATCHES_IN_FLIGHT);
+            let mut writes = std::pin::pin!(writes);
             while let Some(result) = writes.next().await {
                 result?;
             }

@@ -58,6 +58,14 @@ impl Health {
         self.lag_ms.store(ms, Ordering::Relaxed);
     }
 
+    pub fn is_streaming(&self) -> bool {
+        self.streaming.load(Ordering::Relaxed)
+    }
+
+    pub fn is_stopped(&self) -> bool {
+        self.stopped.load(Ordering::Relaxed)
+    }
+
     /// The replicator runs and both connections are up.
     pub fn is_healthy(&self) -> bool {
         self.mysql_up.load(Ordering::Relaxed)

@@ -3,6 +3,7 @@
 
 use metrics::{counter, describe_counter, describe_gauge, gauge, Unit};
 
+use super::Health;
 use crate::model::{Command, RowChange, Table};
 use crate::position::BinlogPosition;
 
@@ -19,6 +20,15 @@ pub const LAG: &str = "replicator_lag_seconds";
 pub const STREAM_STOPS: &str = "replicator_stream_stops_total";
 pub const SNAPSHOT_ROWS: &str = "replicator_snapshot_rows";
 pub const SNAPSHOT_ROWS_ESTIMATED: &str = "replicator_snapshot_rows_estimated";
+pub const SNAPSHOT_COMMANDS: &str = "replicator_snapshot_redis_commands_total";
+pub const SNAPSHOT_RUNNING: &str = "replicator_snapshot_in_progress";
+pub const SOURCE_FILE: &str = "replicator_source_file_sequence";
+pub const SOURCE_OFFSET: &str = "replicator_source_offset_bytes";
+pub const HEALTHY: &str = "replicator_healthy";
+pub const READY: &str = "replicator_ready";
+pub const STREAMING: &str = "replicator_streaming";
+pub const STOPPED: &str = "replicator_stream_stopped";
+pub const BUILD_INFO: &str = "replicator_build_info";
 
 /// Registers the descriptions shown in `/metrics`.
 pub fn describe() {
@@ -71,6 +81,41 @@ pub fn describe() {
         SNAPSHOT_ROWS_ESTIMATED,
         "The server's estimate of each table's rows, at snapshot start."
     );
+    describe_counter!(
+        SNAPSHOT_COMMANDS,
+        "Redis commands written by snapshots and namespace rebuilds (see --snapshot-max-rate)."
+    );
+    describe_gauge!(
+        SNAPSHOT_RUNNING,
+        "1 while a snapshot (or a rebuild of a lost namespace) runs, else 0."
+    );
+    describe_gauge!(
+        SOURCE_FILE,
+        "Sequence number of the source server's current binlog file, read every 10s."
+    );
+    describe_gauge!(
+        SOURCE_OFFSET,
+        Unit::Bytes,
+        "Offset in that file of the source server's binlog, read every 10s."
+    );
+    describe_gauge!(HEALTHY, "1 while /healthz answers 200, else 0.");
+    describe_gauge!(READY, "1 while /readyz answers 200, else 0.");
+    describe_gauge!(
+        STREAMING,
+        "1 while the binlog stream is connected and applied, else 0 (snapshot, outage, stop)."
+    );
+    describe_gauge!(
+        STOPPED,
+        "1 once the stream stopped on an event it cannot apply exactly (see the log's error)."
+    );
+    describe_gauge!(
+        BUILD_INFO,
+        "Always 1, labelled with the replicator's version."
+    );
+    gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+    gauge!(SNAPSHOT_RUNNING).set(0.0);
+    counter!(SNAPSHOT_COMMANDS).absolute(0);
+    counter!(STREAM_STOPS).absolute(0);
     // Series that only move on an incident exist from the start, at zero.
     for target in ["mysql", "redis"] {
         counter!(RECONNECTS, "target" => target).absolute(0);
@@ -171,6 +216,40 @@ pub fn checkpoint(position: &BinlogPosition, committed_at: i64) {
 
 pub fn lag(seconds: f64) {
     gauge!(LAG).set(seconds);
+}
+
+/// The health gauges, from `health` as the endpoints answer now.
+pub fn health_gauges(health: &Health) {
+    let bit = |b: bool| if b { 1.0 } else { 0.0 };
+    gauge!(HEALTHY).set(bit(health.is_healthy()));
+    gauge!(READY).set(bit(health.is_ready()));
+    gauge!(STREAMING).set(bit(health.is_streaming()));
+    gauge!(STOPPED).set(bit(health.is_stopped()));
+}
+
+pub fn source_position(position: &BinlogPosition) {
+    gauge!(SOURCE_FILE).set(position.file.sequence() as f64);
+    gauge!(SOURCE_OFFSET).set(position.offset as f64);
+}
+
+/// Marks a snapshot as running for as long as it is held.
+pub struct SnapshotRunning(());
+
+impl SnapshotRunning {
+    pub fn start() -> Self {
+        gauge!(SNAPSHOT_RUNNING).set(1.0);
+        SnapshotRunning(())
+    }
+}
+
+impl Drop for SnapshotRunning {
+    fn drop(&mut self) {
+        gauge!(SNAPSHOT_RUNNING).set(0.0);
+    }
+}
+
+pub fn snapshot_commands(n: usize) {
+    counter!(SNAPSHOT_COMMANDS).increment(n as u64);
 }
 
 pub fn snapshot_rows(table: &str, rows: u64, estimate: u64) {

@@ -54,6 +54,7 @@ pub async fn serve(
 }
 
 async fn render_metrics(State(state): State<AppState>) -> String {
+    super::health_gauges(&state.health);
     state.metrics.run_upkeep();
     state.metrics.render()
 }
