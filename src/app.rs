@@ -204,16 +204,18 @@ const SOURCE_POSITION_EVERY: Duration = Duration::from_secs(10);
 
 /// Reads the server's binlog position every few seconds into /metrics
 /// (`replicator_source_*`), so that a checkpoint that stands still while
-/// the source moves shows, even when the stream itself is stuck.
+/// the source moves shows, even when the stream itself is stuck. One
+/// connection, opened again only after it failed.
 async fn watch_source_position(source: MySqlSource, shutdown: CancellationToken) {
     let mut ticks = tokio::time::interval(SOURCE_POSITION_EVERY);
+    let mut conn = None;
     let mut failing = false;
     loop {
         tokio::select! {
             _ = ticks.tick() => {}
-            _ = shutdown.cancelled() => return,
+            _ = shutdown.cancelled() => break,
         }
-        match source.current_position().await {
+        match source_position(&source, &mut conn).await {
             Ok(position) => {
                 telemetry::source_position(&position);
                 failing = false;
@@ -225,6 +227,26 @@ async fn watch_source_position(source: MySqlSource, shutdown: CancellationToken)
             Err(_) => {}
         }
     }
+    if let Some(conn) = conn {
+        let _ = conn.disconnect().await;
+    }
+}
+
+/// The source's binlog position over `conn`, connected first if need be;
+/// a failed connection is dropped, to be opened again next time.
+async fn source_position(
+    source: &MySqlSource,
+    conn: &mut Option<mysql_async::Conn>,
+) -> Result<crate::position::BinlogPosition> {
+    let c = match conn {
+        Some(c) => c,
+        None => conn.insert(source.connect().await?),
+    };
+    let position = MySqlSource::position_on(c).await;
+    if position.is_err() {
+        *conn = None;
+    }
+    position
 }
 
 async fn verify_command(args: VerifyArgs) -> Result<i32> {

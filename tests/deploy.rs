@@ -13,7 +13,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::servers::free_port;
 use common::{http_get as get, sample, TestDb};
 
 fn deploy(path: &str) -> PathBuf {
@@ -222,12 +221,7 @@ fn dashboard_is_valid_grafana_json() {
 
 #[test]
 fn compose_monitoring_profile_mounts_the_pack() {
-    let text = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/docker/docker-compose.yml"
-    ))
-    .unwrap();
-    let compose: serde_norway::Value = serde_norway::from_str(&text).unwrap();
+    let compose = common::compose_file();
     for service in ["prometheus", "grafana"] {
         let s = &compose["services"][service];
         assert_eq!(s["profiles"][0].as_str(), Some("monitoring"), "{service}");
@@ -263,13 +257,7 @@ INSERT INTO user_preferences (user_id, theme) VALUES (1, 'dark');
 async fn every_metric_of_the_dashboard_and_the_rules_is_exported() {
     let db = TestDb::new("deploy_metrics").await;
     db.sql(FIXTURE).await;
-    let port = free_port();
-    let mut child = db
-        .replicator(&["run"])
-        .env("METRICS_ADDR", format!("127.0.0.1:{port}"))
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let (mut child, port) = db.sidecar_with_metrics(&[], std::process::Stdio::null());
     db.wait_for("/readyz to answer 200", Duration::from_secs(30), || async {
         matches!(get(port, "/readyz").await, Some((200, _)))
     })

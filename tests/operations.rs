@@ -5,7 +5,6 @@ mod common;
 
 use std::time::Duration;
 
-use common::servers::free_port;
 use common::{http_get as get, sample, stderr, TestDb};
 
 const FIXTURE: &str = "
@@ -15,14 +14,7 @@ INSERT INTO user_sessions (session_id, user_id, created_at, expires_at) VALUES (
 
 /// The sidecar with its endpoints on a free port; returns it and the port.
 fn sidecar_with_metrics(db: &TestDb) -> (tokio::process::Child, u16) {
-    let port = free_port();
-    let child = db
-        .replicator(&["run"])
-        .env("METRICS_ADDR", format!("127.0.0.1:{port}"))
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    (child, port)
+    db.sidecar_with_metrics(&[], std::process::Stdio::null())
 }
 
 #[tokio::test]
@@ -164,12 +156,7 @@ async fn json_logs_are_one_object_per_line() {
 fn compose_file_parses_and_its_mysql_meets_the_prerequisites() {
     use replicator::model::Table;
     use replicator::source::{check_settings, Flavor, ServerSettings};
-    let text = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/docker/docker-compose.yml"
-    ))
-    .unwrap();
-    let compose: serde_norway::Value = serde_norway::from_str(&text).unwrap();
+    let compose = common::compose_file();
     let mysql = &compose["services"]["mysql"];
     assert_eq!(mysql["image"].as_str(), Some("mysql:8.4"));
     let flags: Vec<&str> = mysql["command"]
@@ -232,16 +219,9 @@ async fn hold_on_stop_keeps_a_stopped_stream_visible_until_told_to_stop() {
     db.catch_up().await;
     db.sql("SET SESSION binlog_format = 'STATEMENT'; UPDATE users SET email = 'st@x' WHERE user_id = 1")
         .await;
-    let port = free_port();
     let log = db.log_path("hold");
-    let mut child = db
-        .replicator(&["run", "--hold-on-stop"])
-        .env("METRICS_ADDR", format!("127.0.0.1:{port}"))
-        .stderr(std::process::Stdio::from(
-            std::fs::File::create(&log).unwrap(),
-        ))
-        .spawn()
-        .unwrap();
+    let stderr = std::process::Stdio::from(std::fs::File::create(&log).unwrap());
+    let (mut child, port) = db.sidecar_with_metrics(&["--hold-on-stop"], stderr);
     db.wait_for(
         "replicator_stream_stopped 1",
         Duration::from_secs(30),

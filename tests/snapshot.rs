@@ -219,4 +219,24 @@ async fn a_rate_limited_snapshot_writes_the_same_model() {
     assert!(log.contains("at most 500 commands/s"), "{log}");
     assert!(db.session("bare").await.is_empty(), "a stale key is left");
     assert!(stdout(&db.run_ok(&["verify"]).await).starts_with("MATCH"));
+
+    // Never faster than the limit: at 40 commands/s (batches of 16, one of
+    // them free), two commands a session take at least this long.
+    let started = std::time::Instant::now();
+    let out = db
+        .run_ok_with(&["snapshot"], &[("SNAPSHOT_MAX_RATE", "40")])
+        .await;
+    let sessions: f64 = stdout(&out)
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("sessions written"))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap();
+    let least = (2.0 * sessions - 16.0) / 40.0;
+    assert!(least > 1.0, "{sessions} sessions");
+    let took = started.elapsed().as_secs_f64();
+    assert!(
+        took >= least,
+        "{took:.2}s for {sessions} sessions at 40 commands/s"
+    );
+    assert!(stdout(&db.run_ok(&["verify"]).await).starts_with("MATCH"));
 }

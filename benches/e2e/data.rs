@@ -9,6 +9,18 @@ use rand::{Rng, SeedableRng};
 
 use super::env::{admin, Args, Env, ATTRS_PER_SESSION, SESSIONS_PER_USER};
 
+/// Sessions that stay live for the benchmark's run (more than an hour
+/// left), at most `limit`.
+pub async fn live_session_ids(env: &Env, limit: Option<usize>) -> Vec<String> {
+    let mut conn = admin(env, Some(&env.db)).await;
+    let mut sql = "SELECT session_id FROM user_sessions WHERE expires_at > NOW() + INTERVAL 1 HOUR"
+        .to_string();
+    if let Some(limit) = limit {
+        sql += &format!(" LIMIT {limit}");
+    }
+    conn.query(sql).await.unwrap()
+}
+
 pub async fn generate(env: &Env, args: &Args) {
     let mut conn = admin(env, None).await;
     let expected = args.users * SESSIONS_PER_USER;

@@ -81,6 +81,12 @@ pub async fn redis_usage(env: &Env) -> (f64, u64) {
     (cpu, field("total_commands_processed") as u64)
 }
 
+/// The `q` quantile of `sorted`, or zero when it is empty.
+pub fn quantile(sorted: &[Duration], q: f64) -> Duration {
+    let at = ((sorted.len() as f64 * q) as usize).min(sorted.len().saturating_sub(1));
+    sorted.get(at).copied().unwrap_or_default()
+}
+
 pub fn peak_rss(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let kib: u64 = status

@@ -5,19 +5,15 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use super::data::live_session_ids;
 use super::env::{admin, replicator_command, Args, Env, PREFIX};
-use super::measure::peak_rss;
+use super::measure::{peak_rss, quantile};
 use super::Row;
 use mysql_async::prelude::Queryable;
 
 pub async fn w3(env: &Env, args: &Args, rows: &mut Vec<Row>) {
     // Live sessions to write to, each at most a few times.
-    let mut conn = admin(env, Some(&env.db)).await;
-    let ids: Vec<String> = conn
-        .query("SELECT session_id FROM user_sessions WHERE expires_at > NOW() + INTERVAL 1 HOUR LIMIT 20000")
-        .await
-        .unwrap();
-    drop(conn);
+    let ids = live_session_ids(env, Some(20_000)).await;
     let mut child = replicator_command(env, &["run"])
         .stdout(Stdio::null())
         .spawn()
@@ -150,11 +146,7 @@ pub async fn w3(env: &Env, args: &Args, rows: &mut Vec<Row>) {
     let mut lat = latencies.lock().unwrap().clone();
     lat.sort();
     let seen = lat.len();
-    let pct = |p: f64| {
-        lat.get(((seen as f64 * p) as usize).min(seen.saturating_sub(1)))
-            .copied()
-            .unwrap_or_default()
-    };
+    let pct = |p: f64| quantile(&lat, p);
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     rows.push(Row(
         format!("W3 lag at {} tx/s", args.rate),

@@ -8,15 +8,14 @@ use mysql_async::prelude::Queryable;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 
+use super::data::live_session_ids;
 use super::env::{admin, Args, Env, PREFIX};
+use super::measure::quantile;
 use super::Row;
 
 pub async fn w4(env: &Env, args: &Args, rows: &mut Vec<Row>) {
+    let mut ids = live_session_ids(env, None).await;
     let mut conn = admin(env, Some(&env.db)).await;
-    let mut ids: Vec<String> = conn
-        .query("SELECT session_id FROM user_sessions WHERE expires_at > NOW() + INTERVAL 1 HOUR")
-        .await
-        .unwrap();
     ids.shuffle(&mut rand::rngs::StdRng::seed_from_u64(4));
     ids.truncate(args.reads);
     let client = redis::Client::open(env.redis_url.as_str()).unwrap();
@@ -50,7 +49,7 @@ pub async fn w4(env: &Env, args: &Args, rows: &mut Vec<Row>) {
     }
     let summary = |mut v: Vec<Duration>| {
         v.sort();
-        let p = |q: f64| v[((v.len() as f64 * q) as usize).min(v.len() - 1)].as_secs_f64() * 1000.0;
+        let p = |q: f64| quantile(&v, q).as_secs_f64() * 1000.0;
         format!("p50 {:.2} ms, p99 {:.2} ms", p(0.5), p(0.99))
     };
     rows.push(Row(

@@ -12,23 +12,19 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mysql_async::prelude::Queryable;
 use rand::seq::IndexedRandom;
 use rand::SeedableRng;
 
-use super::env::{admin, Args, Env, PREFIX};
-use super::measure::measure;
+use super::data::live_session_ids;
+use super::env::{Args, Env, PREFIX};
+use super::measure::{measure, quantile};
 use super::Row;
 
 /// The commands `--snapshot-max-rate` counts.
 const LIMITED: [&str; 4] = ["hset", "expireat", "zadd", "del"];
 
 pub async fn w5(env: &Env, args: &Args, rows: &mut Vec<Row>) {
-    let mut conn = admin(env, Some(&env.db)).await;
-    let ids: Vec<String> = conn
-        .query("SELECT session_id FROM user_sessions WHERE expires_at > NOW() + INTERVAL 1 HOUR LIMIT 20000")
-        .await
-        .unwrap();
+    let ids = live_session_ids(env, Some(20_000)).await;
     // The readers read a namespace that is there, as in production: the
     // model first, when Redis does not hold it yet (W5 run alone).
     let client = redis::Client::open(env.redis_url.as_str()).unwrap();
@@ -198,7 +194,6 @@ impl Latencies {
     fn p(&self, q: f64) -> f64 {
         let mut v: Vec<Duration> = self.0.iter().map(|r| r.1).collect();
         v.sort();
-        v.get(((v.len() as f64 * q) as usize).min(v.len().saturating_sub(1)))
-            .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+        quantile(&v, q).as_secs_f64() * 1000.0
     }
 }

@@ -127,9 +127,14 @@ impl MySqlSource {
     /// The server's current binlog position (the end of its binlog).
     pub async fn current_position(&self) -> Result<BinlogPosition> {
         let mut conn = self.connect().await?;
-        let position = read::binary_log_status(&mut conn).await;
+        let position = Self::position_on(&mut conn).await;
         let _ = conn.disconnect().await;
         position
+    }
+
+    /// The server's current binlog position, asked over `conn`.
+    pub async fn position_on(conn: &mut Conn) -> Result<BinlogPosition> {
+        read::binary_log_status(conn).await
     }
 
     /// Reads the settings the replicator depends on.

@@ -314,6 +314,25 @@ impl TestDb {
             .unwrap()
     }
 
+    /// `replicator run` with `extra` flags and its endpoints on a free
+    /// port, stderr to `stderr`; returns it and the port.
+    pub fn sidecar_with_metrics(
+        &self,
+        extra: &[&str],
+        stderr: std::process::Stdio,
+    ) -> (tokio::process::Child, u16) {
+        let port = servers::free_port();
+        let mut args = vec!["run"];
+        args.extend_from_slice(extra);
+        let child = self
+            .replicator(&args)
+            .env("METRICS_ADDR", format!("127.0.0.1:{port}"))
+            .stderr(stderr)
+            .spawn()
+            .unwrap();
+        (child, port)
+    }
+
     /// A log file of this test's, for [`Self::sidecar`].
     pub fn log_path(&self, what: &str) -> PathBuf {
         std::env::temp_dir().join(format!("{}-{what}.log", self.name))
@@ -460,6 +479,13 @@ impl Drop for TestDb {
         });
         let _ = cleanup.join();
     }
+}
+
+/// `docker/docker-compose.yml`, parsed.
+pub fn compose_file() -> serde_norway::Value {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docker/docker-compose.yml");
+    let text = std::fs::read_to_string(path).unwrap();
+    serde_norway::from_str(&text).unwrap()
 }
 
 /// A plain HTTP/1.0 GET: (status, body), or None while nothing listens.
