@@ -217,7 +217,7 @@ fn resp(c: &mut Criterion) {
     let mut g = c.benchmark_group("resp");
     g.throughput(Throughput::Elements(10));
     g.bench_function("10 full sessions as one MULTI/EXEC", |b| {
-        b.iter(|| pipeline(&commands, true).get_packed_pipeline())
+        b.iter(|| pipeline(commands.iter(), true).get_packed_pipeline())
     });
     g.finish();
 }

@@ -76,7 +76,9 @@ pub async fn connect(config: &Config) -> Result<Connected> {
     let settings = source.settings(&mut conn).await?;
     let _ = conn.disconnect().await;
     check_settings(&settings)?;
-    let sink = RedisSink::connect(&config.redis_url, config.redis_ca.as_deref()).await?;
+    let sink = RedisSink::connect(&config.redis_url, config.redis_ca.as_deref())
+        .await?
+        .with_wait(config.redis_wait);
     Ok(Connected {
         source,
         settings,

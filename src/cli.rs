@@ -65,6 +65,17 @@ pub struct ConnectionArgs {
     /// Prefix of every Redis key the replicator writes.
     #[arg(long, env = "KEY_PREFIX", default_value = "")]
     pub key_prefix: String,
+
+    /// Before a checkpoint moves, wait until this many replicas of every
+    /// Redis master written (`WAIT`) have the writes, so that a failover
+    /// loses nothing the checkpoint counts as applied. 0: do not wait.
+    #[arg(long, env = "REDIS_WAIT_REPLICAS", default_value_t = 0)]
+    pub redis_wait_replicas: u32,
+
+    /// How long to wait for those replicas, in milliseconds; fewer in time
+    /// is an outage (the writes are retried, the checkpoint stays).
+    #[arg(long, env = "REDIS_WAIT_TIMEOUT_MS", default_value_t = 1000)]
+    pub redis_wait_timeout_ms: u64,
 }
 
 /// Where the replicator keeps its state.
@@ -203,6 +214,10 @@ impl ConnectionArgs {
             redis_ca: self.redis_ca.clone(),
             redis_url: self.redis_url.clone(),
             key_prefix: self.key_prefix.clone(),
+            redis_wait: (self.redis_wait_replicas > 0).then(|| crate::sink::WaitReplicas {
+                replicas: self.redis_wait_replicas,
+                timeout: std::time::Duration::from_millis(self.redis_wait_timeout_ms.max(1)),
+            }),
             state_dir,
         }
     }

@@ -34,6 +34,8 @@ pub struct Config {
     pub redis_url: String,
     /// Prefix of every Redis key the replicator owns.
     pub key_prefix: String,
+    /// `--redis-wait-replicas`, when set.
+    pub redis_wait: Option<crate::sink::WaitReplicas>,
     /// The RocksDB state directory (not used by `verify`).
     pub state_dir: Option<PathBuf>,
 }

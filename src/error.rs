@@ -84,6 +84,18 @@ pub enum Error {
     #[error("{0}")]
     Interrupted(String),
 
+    /// `--redis-wait-replicas`: fewer replicas than asked for acknowledged
+    /// the writes in time (an outage: the group is written again).
+    #[error(
+        "only {acked} of the {wanted} Redis replicas asked for (--redis-wait-replicas) \
+         acknowledged the writes within {timeout:?}"
+    )]
+    ReplicasBehind {
+        acked: i64,
+        wanted: u32,
+        timeout: std::time::Duration,
+    },
+
     /// Redis lost the namespace while a snapshot wrote it.
     #[error("{0}")]
     NamespaceLost(String),
@@ -134,6 +146,17 @@ const MISSING_PRIVILEGE: [u16; 3] = [
     mysql_code::DBACCESS_DENIED,
 ];
 
+/// A transaction that `EXEC` aborted because a slot moved or was moving
+/// while it was queued (resharding, failover): written again once the
+/// client follows the slot.
+pub(crate) fn aborted_by_redirect(e: &redis::RedisError) -> bool {
+    let text = e.to_string().to_ascii_uppercase();
+    (text.contains("TRANSACTION ABORTED") || text.contains("EXECABORT"))
+        && ["MOVED", "ASK", "TRYAGAIN", "CLUSTERDOWN"]
+            .iter()
+            .any(|code| text.contains(code))
+}
+
 /// The library's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -143,7 +166,9 @@ impl Error {
     /// retried; everything else stops the replicator with its message.
     pub fn is_transient(&self) -> bool {
         match self {
-            Error::SourceLost(_) | Error::MysqlConnect { .. } => true,
+            Error::SourceLost(_) | Error::MysqlConnect { .. } | Error::ReplicasBehind { .. } => {
+                true
+            }
             Error::Mysql { source, .. } => matches!(source, mysql_async::Error::Io(_)),
             Error::Redis { .. } if self.is_redis_out_of_memory() => true,
             Error::Redis { source, .. } | Error::RedisConnect { source, .. } => {
@@ -155,9 +180,19 @@ impl Error {
                     || matches!(
                         source.kind(),
                         ErrorKind::Server(
-                            redis::ServerErrorKind::BusyLoading | redis::ServerErrorKind::TryAgain
+                            redis::ServerErrorKind::BusyLoading
+                                | redis::ServerErrorKind::TryAgain
+                                // A cluster failing over or resharding,
+                                // past the client's own retries.
+                                | redis::ServerErrorKind::ClusterDown
+                                | redis::ServerErrorKind::MasterDown
+                                | redis::ServerErrorKind::Moved
+                                | redis::ServerErrorKind::Ask
+                                | redis::ServerErrorKind::ReadOnly
                         )
                     )
+                    || source.kind() == ErrorKind::ClusterConnectionNotFound
+                    || aborted_by_redirect(source)
             }
             _ => false,
         }

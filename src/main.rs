@@ -63,7 +63,16 @@ fn main() -> ExitCode {
 }
 
 fn init_logging(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let mut filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // The Redis client logs every reconnection attempt to every node of a
+    // cluster; the replicator logs the outage itself, once. RUST_LOG that
+    // names `redis` shows them again.
+    let asked = std::env::var("RUST_LOG").is_ok_and(|v| v.contains("redis"));
+    if !asked {
+        if let Ok(quiet) = "redis=off".parse() {
+            filter = filter.add_directive(quiet);
+        }
+    }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -7,7 +7,11 @@ use common::{stderr, TestDb};
 
 /// The `error:` lines of a failed run, which must be exactly one.
 async fn one_error(db: &TestDb, args: &[&str]) -> String {
-    let out = db.run(args).await;
+    one_error_with(db, args, &[]).await
+}
+
+async fn one_error_with(db: &TestDb, args: &[&str], env: &[(&str, &str)]) -> String {
+    let out = db.run_with(args, env).await;
     let err = stderr(&out);
     assert!(!out.status.success(), "{args:?} succeeded:\n{err}");
     assert!(!err.contains("panicked"), "{err}");
@@ -148,8 +152,10 @@ async fn an_unusable_state_dir_is_refused() {
     );
 }
 
+/// A cluster node that serves no slot (its cluster is not formed, or is
+/// down), and a list of nodes that are no cluster: one line each.
 #[tokio::test]
-async fn a_redis_cluster_node_is_one_clear_error() {
+async fn a_redis_cluster_that_is_down_or_absent_is_one_clear_error() {
     let redis = PrivateServices::redis("--cluster-enabled yes");
     let db = TestDb::new("redis_cluster_url").await;
     let url = format!("redis://127.0.0.1:{}", redis.redis_port);
@@ -157,7 +163,14 @@ async fn a_redis_cluster_node_is_one_clear_error() {
         let out = db.run_with(&[command], &[("REDIS_URL", &url)]).await;
         let err = stderr(&out);
         assert!(!out.status.success(), "{err}");
-        assert!(err.contains("Redis Cluster"), "{err}");
+        assert!(
+            err.contains("Redis Cluster") && err.contains("is down"),
+            "{err}"
+        );
         assert!(!err.contains("MOVED") && err.len() < 1_000, "{err}");
     }
+    let shared = &db.servers.redis_url;
+    let list = format!("{shared},{shared}");
+    let line = one_error_with(&db, &["snapshot"], &[("REDIS_URL", &list)]).await;
+    assert!(line.contains("not nodes of a Redis Cluster"), "{line}");
 }

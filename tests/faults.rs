@@ -7,10 +7,10 @@ mod common;
 use std::process::Stdio;
 use std::time::Duration;
 
+use common::crash::crash_trials;
 use common::servers::{PrivateServices, Which};
 use common::workload::Workload;
 use common::{stderr, TestDb};
-use rand::Rng;
 use redis::AsyncCommands;
 use tokio::process::Child;
 
@@ -18,90 +18,9 @@ async fn field(db: &TestDb, session: &str, f: &str) -> Option<String> {
     db.field(session, f).await
 }
 
-/// Crash trials: the workload runs while the replicator is SIGKILLed at
-/// random instants (in a snapshot, while streaming, inside a transaction
-/// applied in steps), and restarted; at the end Redis must match. Each
-/// trial also prepares an XA transaction that the next trial resolves
-/// (mostly commits): its rows are held across the kill.
-async fn crash_trials(trials: u32, seed: u64) {
-    // A server of its own: an XA COMMIT names no database, so the XA
-    // transactions held here would reach every other test's stream.
-    let mariadb = common::servers::PrivateServices::mariadb("");
-    let db = TestDb::on(mariadb.servers(), &format!("crash_{seed}")).await;
-    let mut work = Workload::new(seed);
-    db.sql(&work.initial()).await;
-    db.sql(&work.xa_setup()).await;
-    let log = db.log_path("crash");
-    let mut held: Option<(String, bool)> = None;
-    for trial in 0..trials {
-        if trial % 4 == 0 {
-            // No checkpoint: this run starts with a snapshot, and may die in
-            // it. (A snapshot cannot see the rows of an XA transaction
-            // prepared at the time, so none is left prepared across it.)
-            resolve_xa(&db, held.take()).await;
-            let _ = std::fs::remove_dir_all(&db.state_dir);
-        }
-        let mut child = db.sidecar(&["--max-transaction-rows", "300"], &log);
-        let kill_after = Duration::from_millis(work.rng().random_range(0..400));
-        let writes = async {
-            for i in 0..25 {
-                if i == 3 {
-                    resolve_xa(&db, held.take()).await;
-                }
-                let sql = if i == 10 && trial % 2 == 1 {
-                    work.large_transaction(1_000)
-                } else {
-                    work.transaction()
-                };
-                let _ = db.try_sql(&sql).await;
-            }
-        };
-        let kill = async {
-            tokio::time::sleep(kill_after).await;
-            child.start_kill().unwrap();
-        };
-        tokio::join!(writes, kill);
-        child.wait().await.unwrap();
-        // Prepared while the replicator is down, resolved while the next
-        // run streams: held across a restart (and maybe its kill). Only
-        // once a run has streamed, so that there is a checkpoint.
-        let streamed =
-            std::fs::read_to_string(&log).is_ok_and(|t| t.contains("streaming the binlog"));
-        if held.is_none() && streamed {
-            let xid = format!("crash{seed}_{trial}");
-            if db.try_xa_prepare(&xid, &work.xa_body()).await {
-                held = Some((xid, work.rng().random_bool(0.75)));
-            }
-        }
-    }
-    resolve_xa(&db, held.take()).await;
-    db.catch_up().await;
-    let out = db.run(&["verify"]).await;
-    assert!(
-        out.status.success(),
-        "seed {seed}: {}\n{}",
-        common::stdout(&out),
-        std::fs::read_to_string(&log).unwrap_or_default()
-    );
-    let _ = std::fs::remove_file(log);
-}
-
-/// Commits (or rolls back) a prepared XA transaction. The server detaches
-/// it from the connection that prepared it a moment after that connection
-/// closes; until then it is unknown to the others.
-async fn resolve_xa(db: &TestDb, held: Option<(String, bool)>) {
-    let Some((xid, commit)) = held else { return };
-    let verb = if commit { "COMMIT" } else { "ROLLBACK" };
-    let sql = format!("XA {verb} '{xid}'");
-    db.wait_for(&sql, Duration::from_secs(10), || async {
-        db.try_sql(&sql).await.is_ok()
-    })
-    .await;
-}
-
 #[tokio::test]
 async fn crash_trials_short_series() {
-    crash_trials(6, 7).await;
+    crash_trials(None, 6, 7).await;
 }
 
 /// The long series: `cargo test --test faults -- --ignored`, or set
@@ -117,7 +36,7 @@ async fn crash_trials_long_series() {
         .ok()
         .and_then(|t| t.parse().ok())
         .unwrap_or(11);
-    crash_trials(trials, seed).await;
+    crash_trials(None, trials, seed).await;
 }
 
 /// A database with the workload's starting rows on `servers`, and the
@@ -224,6 +143,75 @@ async fn redis_unreachable_for_ten_seconds_under_load_loses_nothing() {
         !text.contains("rebuilding the namespace"),
         "nothing was lost:\n{text}"
     );
+}
+
+/// `--redis-wait-replicas 1` on a standalone Redis with no replica: the
+/// change is written, but the checkpoint does not count it until a replica
+/// has it; once one attaches, the stream carries on by itself.
+#[tokio::test]
+async fn wait_replicas_holds_the_checkpoint_until_a_replica_has_the_writes() {
+    let redis = PrivateServices::redis("");
+    let db = TestDb::on(redis.servers(), "wait_replicas").await;
+    db.sql(&Workload::new(6).initial()).await;
+    db.catch_up().await;
+    let before = db.checkpoint().await;
+    let log = db.log_path("wait_replicas");
+    let child = db.sidecar(
+        &[
+            "--redis-wait-replicas",
+            "1",
+            "--redis-wait-timeout-ms",
+            "200",
+        ],
+        &log,
+    );
+    db.sql("UPDATE users SET username = 'waited' WHERE user_id = 1000")
+        .await;
+    db.wait_for("the WAIT to time out", Duration::from_secs(30), || async {
+        std::fs::read_to_string(&log).is_ok_and(|t| t.contains("only 0 of the 1 Redis replicas"))
+    })
+    .await;
+    assert_eq!(
+        field(&db, "watch", "username").await.as_deref(),
+        Some("waited")
+    );
+    assert_eq!(
+        db.checkpoint().await,
+        before,
+        "the checkpoint moved without a replica"
+    );
+
+    let port = common::servers::free_port().to_string();
+    let mut replica = tokio::process::Command::new("redis-server")
+        .args([
+            "--port",
+            &port,
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .args(["--replicaof", "127.0.0.1", &redis.redis_port.to_string()])
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    db.wait_for(
+        "the stream to carry on",
+        Duration::from_secs(60),
+        || async { std::fs::read_to_string(&log).is_ok_and(|t| t.contains("Redis is back")) },
+    )
+    .await;
+    db.wait_for(
+        "the checkpoint to move",
+        Duration::from_secs(30),
+        || async { db.checkpoint().await != before },
+    )
+    .await;
+    stop_and_verify(&db, child, &log).await;
+    replica.kill().await.unwrap();
 }
 
 #[tokio::test]

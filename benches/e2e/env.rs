@@ -27,8 +27,9 @@ pub struct Args {
     /// W5: the snapshot's --snapshot-max-rate, in Redis commands per second.
     #[arg(long, default_value_t = 50_000)]
     pub snapshot_rate: u64,
-    /// Workloads to run (w1,w2,w3,w4,w5).
-    #[arg(long, default_value = "w1,w2,w3,w4,w5")]
+    /// Workloads to run (w1,w2,w3,w4,w5; cluster: W1 and W2 on the local
+    /// Redis Cluster).
+    #[arg(long, default_value = "w1,w2,w3,w4,w5,cluster")]
     pub only: String,
     /// Accepted for `cargo bench` compatibility.
     #[arg(long, hide = true)]
@@ -39,6 +40,7 @@ pub const SESSIONS_PER_USER: u64 = 10;
 pub const ATTRS_PER_SESSION: u64 = 3;
 pub const PREFIX: &str = "b:";
 
+#[derive(Clone)]
 pub struct Env {
     pub admin_url: String,
     pub mysql_url: String,

@@ -6,10 +6,12 @@
 //! W1 snapshot, the `redis-cli --pipe` limit of W1's own commands, W2
 //! catch-up of a mixed backlog, W3 commit-to-visible lag at a fixed rate, W4
 //! reading a session from MySQL (the four-table join) and from Redis, W5 a
-//! snapshot under concurrent reads, without and with a rate limit. Prints
+//! snapshot under concurrent reads, without and with a rate limit; then W1
+//! and W2 on the local Redis Cluster (`cluster`). Prints
 //! one table. The database `bench_{users}` is generated with LOAD DATA and
 //! kept for the next run; Redis database 9 belongs to the benchmark.
 
+mod cluster;
 mod data;
 mod env;
 mod measure;
@@ -54,6 +56,9 @@ async fn main() {
     }
     if only("w5") {
         w5::w5(&env, &args, &mut rows).await;
+    }
+    if only("cluster") {
+        cluster::cluster(&env, &args, &mut rows).await;
     }
     let host = std::fs::read_to_string("/proc/cpuinfo")
         .ok()

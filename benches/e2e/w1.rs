@@ -6,7 +6,7 @@ use std::process::Stdio;
 use std::time::Instant;
 
 use replicator::model::{Keys, Timestamp};
-use replicator::sink::pipeline;
+use replicator::sink::{pipeline, Scope};
 use replicator::snapshot::{model_batches, COMMANDS_PER_BATCH};
 use replicator::state::StateStore;
 
@@ -33,8 +33,9 @@ pub async fn w1(env: &Env, args: &Args, rows: &mut Vec<Row>) {
                 &Keys::new(PREFIX),
                 Timestamp::now(),
                 COMMANDS_PER_BATCH,
+                &Scope::All,
                 |batch| {
-                    out.write_all(&pipeline(&batch, true).get_packed_pipeline())
+                    out.write_all(&pipeline(batch.iter(), true).get_packed_pipeline())
                         .unwrap();
                     Ok(())
                 },

@@ -35,6 +35,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+pub use retry::patiently;
 pub use sink::{GroupSink, Namespace, RedisGroups};
 pub use store::GroupStore;
 

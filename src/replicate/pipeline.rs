@@ -30,13 +30,14 @@ use super::catch_up::CatchUpLog;
 use super::flight::{wake, Flight, InFlight, Woken};
 use super::group::{self, Group, Limits};
 use super::read::{AbortOnDrop, Budgeted};
-use super::retry::Outage;
+use super::retry::{patiently, Outage};
 use super::sink::{GroupSink, Namespace};
 use super::store::GroupStore;
 use super::writer::{GroupWrite, GroupWriter, Written};
 use crate::error::{Error, Result};
 use crate::model::{Keys, Timestamp};
 use crate::position::BinlogPosition;
+use crate::sink::Scope;
 use crate::state::Checkpoint;
 use crate::telemetry::{self, CommandTally, Health};
 
@@ -100,11 +101,27 @@ impl<'a, K: GroupSink, T: GroupStore> Pipeline<'a, K, T> {
     /// At start: the namespace must carry this state's snapshot marker,
     /// or it is rebuilt from the state.
     pub async fn ensure_namespace(&mut self) -> Result<()> {
-        let marker = self.sink.marker().await?;
-        if marker.as_deref() != Some(self.checkpoint.snapshot.id.as_bytes()) {
-            self.sink.rebuild(&self.checkpoint).await?;
+        let (sink, checkpoint) = (&self.sink, &self.checkpoint);
+        let (id, position) = (&checkpoint.snapshot.id, &checkpoint.position);
+        let namespace = patiently("Redis", position, &self.shutdown, async || {
+            sink.namespace(id).await
+        })
+        .await?;
+        if let Namespace::Lost(lost) = namespace {
+            self.rebuild(&lost).await?;
         }
         Ok(())
+    }
+
+    /// Rebuilds the lost part of the namespace from the committed state,
+    /// waiting out Redis outages (a rebuild written twice leaves the same
+    /// Redis).
+    async fn rebuild(&self, lost: &Scope) -> Result<()> {
+        let (sink, checkpoint) = (&self.sink, &self.checkpoint);
+        patiently("Redis", &checkpoint.position, &self.shutdown, async || {
+            sink.rebuild(checkpoint, lost).await
+        })
+        .await
     }
 
     /// Applies the pieces of `rx` until the reader ends or fails, the
@@ -214,7 +231,7 @@ impl<'a, K: GroupSink, T: GroupStore> Pipeline<'a, K, T> {
             return Ok(None);
         };
         let moved = group.checkpoint.moves_on_from(&before.group.checkpoint);
-        let lost = ack.namespace == Namespace::Lost;
+        let lost = matches!(ack.namespace, Namespace::Lost(_));
         if lost || self.reaches_target(&before.group.checkpoint)? {
             // The namespace is rebuilt, or the stream ends, before anything
             // more is written.
@@ -232,8 +249,8 @@ impl<'a, K: GroupSink, T: GroupStore> Pipeline<'a, K, T> {
         Ok(Some(next))
     }
 
-    /// Starts writing a group, or, when it changes nothing, only reports
-    /// the lag it shows. `moved`: whether it moves the checkpoint on from
+    /// Starts writing a group, or, when it changes nothing (and the sink
+    /// has no check due), only reports the lag it shows. `moved`: whether it moves the checkpoint on from
     /// the group before.
     fn launch(
         &mut self,
@@ -242,7 +259,7 @@ impl<'a, K: GroupSink, T: GroupStore> Pipeline<'a, K, T> {
         write: GroupWrite<K::Encoded>,
         moved: bool,
     ) -> Flight<K, T> {
-        if write.is_empty() && !moved {
+        if write.is_empty() && !moved && !self.sink.check_due() {
             self.report_lag(group.timestamp, group.heartbeat, group.rows);
             return Flight::Idle(writer);
         }
@@ -314,8 +331,8 @@ impl<'a, K: GroupSink, T: GroupStore> Pipeline<'a, K, T> {
         // Only what Redis acknowledged counts: the lag (and so readiness)
         // moves after the write, never before it.
         self.report_lag(timestamp, heartbeat, rows);
-        if ack.namespace == Namespace::Lost {
-            self.sink.rebuild(&self.checkpoint).await?;
+        if let Namespace::Lost(lost) = &ack.namespace {
+            self.rebuild(lost).await?;
         }
         Ok(())
     }

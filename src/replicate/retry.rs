@@ -47,6 +47,11 @@ impl Incident {
     /// An attempt failed; logs only the first failure of the incident.
     pub fn failed(&mut self, reason: &dyn std::fmt::Display, position: &dyn std::fmt::Display) {
         self.attempts += 1;
+        tracing::debug!(
+            attempt = self.attempts,
+            "{} unavailable: {reason}",
+            self.what
+        );
         if self.since.is_none() {
             self.since = Some(Instant::now());
             tracing::warn!(
@@ -104,6 +109,36 @@ impl Outage {
     pub fn recovered(&mut self) {
         self.incident.recovered();
         self.backoff.reset();
+    }
+}
+
+/// Runs `op` until it succeeds, waiting out transient errors (Redis
+/// unreachable, failing over) with backoff and logging the outage once;
+/// `position` is named as where the checkpoint stays. Any other error, or
+/// shutdown during the wait, ends it with an error.
+pub async fn patiently<T>(
+    what: &'static str,
+    position: &dyn std::fmt::Display,
+    shutdown: &tokio_util::sync::CancellationToken,
+    mut op: impl AsyncFnMut() -> crate::Result<T>,
+) -> crate::Result<T> {
+    let mut incident = Incident::new(what);
+    let mut backoff = Backoff::new();
+    loop {
+        match op().await {
+            Ok(done) => {
+                incident.recovered();
+                return Ok(done);
+            }
+            Err(e) if e.is_transient() => {
+                incident.failed(&e, position);
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff.delay()) => {}
+                    _ = shutdown.cancelled() => return Err(e),
+                }
+            }
+            Err(e) => return Err(e),
+        }
     }
 }
 

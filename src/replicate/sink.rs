@@ -2,24 +2,26 @@
 //! implementation.
 
 use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use redis::Pipeline;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::Result;
-use crate::model::{Bytes, Command, Keys, Timestamp};
-use crate::sink::{checked_transaction, RedisSink};
+use crate::model::{Command, Keys, Timestamp};
+use crate::sink::{CheckedBatch, RedisSink, Scope};
 use crate::snapshot::{self, Pace};
 use crate::state::{Checkpoint, StateStore};
 
 /// What Redis said of the namespace when it applied a group.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Namespace {
     /// The namespace's marker key was there: Redis holds the model.
     Intact,
-    /// The marker key was missing: Redis lost the namespace (a restart
-    /// without persistence, a flush), and holds only what came since.
-    Lost,
+    /// The marker key was missing (on a cluster: for these slots): Redis
+    /// lost that part of the namespace (a restart without persistence, a
+    /// flush), and holds there only what came since.
+    Lost(Scope),
 }
 
 /// Where the stream writes its groups of transactions.
@@ -36,16 +38,18 @@ pub enum Namespace {
 ///   whole before it answers, and keeps no write of its own for later.
 /// - **Acknowledged means applied.** [`GroupSink::write`] answers `Ok` only
 ///   when Redis applied every command of the group, each key atomically
-///   and never without its TTL; only then does the stream commit the
-///   group's checkpoint. The answer also says whether the namespace was
-///   still there ([`Namespace`]), seen from inside the same writes.
+///   and never without its TTL (and, with `--redis-wait-replicas`, when
+///   the replicas have it); only then does the stream commit the group's
+///   checkpoint. The answer also says whether the namespace was still
+///   there ([`Namespace`]), seen from inside the same writes.
 /// - **An error means "not known to be applied".** The group may be applied
 ///   in part or not at all, and nothing is committed past it. A transient
-///   error ([`crate::Error::is_transient`]: Redis unreachable, loading, or
-///   full) is retried by the stream with backoff, with the same group; any
-///   other stops the stream.
+///   error ([`crate::Error::is_transient`]: Redis unreachable, loading,
+///   full, failing over or resharding) is retried by the stream with
+///   backoff, with the same group; any other stops the stream.
 /// - **A lost namespace is rebuilt before anything more is written**: the
-///   stream commits the group, then calls [`GroupSink::rebuild`].
+///   stream commits the group, then calls [`GroupSink::rebuild`] with what
+///   was lost.
 pub trait GroupSink: Clone + Send + Sync + 'static {
     /// A group's commands, ready to send: encoded while the group before is
     /// still being written, so that Redis waits for as little as possible.
@@ -54,23 +58,35 @@ pub trait GroupSink: Clone + Send + Sync + 'static {
     fn encode(&self, commands: &[Command]) -> Self::Encoded;
 
     /// Writes one group, with the namespace's marker checked in the same
-    /// transaction. One attempt: the caller retries transient errors.
+    /// transactions. One attempt: the caller retries transient errors.
     fn write(&self, group: &Self::Encoded) -> impl Future<Output = Result<Namespace>> + Send;
 
-    /// The namespace marker's value (the id of the snapshot Redis was
-    /// filled from), checked once when the stream starts.
-    fn marker(&self) -> impl Future<Output = Result<Option<Bytes>>>;
+    /// Whether the namespace is there, filled from the snapshot `id`:
+    /// checked once when the stream starts.
+    fn namespace(&self, id: &str) -> impl Future<Output = Result<Namespace>>;
 
-    /// Writes the whole namespace again from the state alone (committed up
-    /// to `checkpoint`), removes what the state no longer gives, and sets
-    /// the marker to the checkpoint's snapshot id.
+    /// Whether the sink wants a group written even when it has nothing to
+    /// write, to check the whole namespace (see [`RedisGroups`]).
+    fn check_due(&self) -> bool {
+        false
+    }
+
+    /// Writes the `lost` part of the namespace again from the state alone
+    /// (committed up to `checkpoint`), removes what the state no longer
+    /// gives there, and sets its marker to the checkpoint's snapshot id.
     /// (Awaited by the stream's loop itself, so its future need not be
     /// `Send`.)
-    fn rebuild(&self, checkpoint: &Checkpoint) -> impl Future<Output = Result<()>>;
+    fn rebuild(&self, checkpoint: &Checkpoint, lost: &Scope) -> impl Future<Output = Result<()>>;
 }
 
-/// The stream's groups written to one Redis server, each as one
-/// `MULTI`/`EXEC` that ends with `EXISTS marker`.
+/// How often, on a cluster, every slot's marker is checked, on top of the
+/// slots each group writes: a master that restarted empty shows even in
+/// slots the stream has not written since.
+const FULL_CHECK_EVERY: Duration = Duration::from_secs(10);
+
+/// The stream's groups written to Redis: on one server, each group as one
+/// `MULTI`/`EXEC` that ends with `EXISTS marker`; on a cluster, one such
+/// transaction per hash slot, with that slot's marker.
 #[derive(Clone)]
 pub struct RedisGroups {
     sink: RedisSink,
@@ -79,6 +95,8 @@ pub struct RedisGroups {
     state: StateStore,
     pace: Pace,
     shutdown: CancellationToken,
+    /// On a cluster: when every slot's marker was last checked.
+    checked: Arc<Mutex<Instant>>,
 }
 
 impl RedisGroups {
@@ -95,50 +113,115 @@ impl RedisGroups {
             state,
             pace,
             shutdown,
+            checked: Arc::new(Mutex::new(Instant::now())),
         }
+    }
+
+    /// On a cluster, once every [`FULL_CHECK_EVERY`], or at once when
+    /// `forced`: the slots whose marker is missing.
+    async fn full_check(&self, forced: bool) -> Result<Option<Scope>> {
+        if !(self.check_due() || forced && self.sink.is_cluster()) {
+            return Ok(None);
+        }
+        let markers = self.sink.read_markers(&self.keys.marker()).await?;
+        *self.checked.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+        let missing: Vec<u16> = markers
+            .into_iter()
+            .filter(|(_, value)| value.is_none())
+            .map(|(s, _)| s)
+            .collect();
+        Ok((!missing.is_empty()).then(|| Scope::of_slots(missing)))
     }
 }
 
 impl GroupSink for RedisGroups {
-    type Encoded = Pipeline;
+    type Encoded = CheckedBatch;
 
-    fn encode(&self, commands: &[Command]) -> Pipeline {
-        checked_transaction(commands, &self.keys.marker())
+    fn encode(&self, commands: &[Command]) -> CheckedBatch {
+        self.sink.encode_checked(commands, &self.keys.marker())
     }
 
-    async fn write(&self, group: &Pipeline) -> Result<Namespace> {
-        Ok(match self.sink.exec_checked(group).await? {
-            true => Namespace::Intact,
-            false => Namespace::Lost,
+    async fn write(&self, group: &CheckedBatch) -> Result<Namespace> {
+        let lost = self.sink.exec_checked(group).await?;
+        // A slot found lost is most likely one of a master's: the others
+        // are found now, so that they are rebuilt in one go.
+        let lost = match (lost.clone(), self.full_check(lost.is_some()).await?) {
+            (None, None) => None,
+            (Some(a), Some(b)) => Some(a.union(b)),
+            (a, b) => a.or(b),
+        };
+        self.sink.wait_for_replicas().await?;
+        Ok(lost.map_or(Namespace::Intact, Namespace::Lost))
+    }
+
+    async fn namespace(&self, id: &str) -> Result<Namespace> {
+        let markers = self.sink.read_markers(&self.keys.marker()).await?;
+        let foreign = markers
+            .iter()
+            .any(|(_, v)| v.as_deref().is_some_and(|v| v != id.as_bytes()));
+        let missing: Vec<u16> = markers
+            .iter()
+            .filter(|(_, v)| v.is_none())
+            .map(|(s, _)| *s)
+            .collect();
+        Ok(if foreign || missing.len() == markers.len() {
+            Namespace::Lost(Scope::All)
+        } else if missing.is_empty() {
+            Namespace::Intact
+        } else {
+            Namespace::Lost(Scope::of_slots(missing))
         })
     }
 
-    async fn marker(&self) -> Result<Option<Bytes>> {
-        self.sink.get(&self.keys.marker()).await
+    fn check_due(&self) -> bool {
+        self.sink.is_cluster()
+            && self
+                .checked
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .elapsed()
+                >= FULL_CHECK_EVERY
     }
 
-    async fn rebuild(&self, checkpoint: &Checkpoint) -> Result<()> {
-        tracing::warn!(
-            "the namespace's marker key is missing in Redis (a restart without persistence, or \
-             a flush): rebuilding the namespace from the replicator's state"
-        );
+    async fn rebuild(&self, checkpoint: &Checkpoint, lost: &Scope) -> Result<()> {
+        match lost {
+            Scope::All => tracing::warn!(
+                "the namespace's marker key is missing in Redis (a restart without persistence, \
+                 or a flush): rebuilding the namespace from the replicator's state"
+            ),
+            Scope::Slots(_) => tracing::warn!(
+                slots = lost.slots().len(),
+                "the namespace's marker is missing in some hash slots (a cluster master that \
+                 restarted empty, or a flush): rebuilding the sessions and indexes of those \
+                 slots from the replicator's state"
+            ),
+        }
         let _running = crate::telemetry::SnapshotRunning::start();
         let (state, sink, keys) = (&self.state, &self.sink, &self.keys);
         let now = Timestamp::now();
         let pace = &self.pace;
-        let stale = snapshot::remove_stale(state, sink, keys, now, pace).await?;
-        let written = snapshot::materialize(state, sink, keys, now, pace, &self.shutdown).await?;
-        let marker = Command::Set {
-            key: keys.marker(),
-            value: checkpoint.snapshot.id.as_bytes().to_vec(),
-        };
-        sink.write(&[marker], false).await?;
-        tracing::info!(
-            sessions = written.sessions,
-            stale,
-            "namespace rebuilt from the state at {}",
-            checkpoint.position
-        );
+        let stale = snapshot::remove_stale(state, sink, keys, now, pace, lost).await?;
+        let written =
+            snapshot::materialize(state, sink, keys, now, pace, lost, &self.shutdown).await?;
+        sink.set_markers(&keys.marker(), &checkpoint.snapshot.id, lost)
+            .await?;
+        match lost {
+            Scope::All => tracing::info!(
+                sessions = written.sessions,
+                stale,
+                "namespace rebuilt from the state at {}",
+                checkpoint.position
+            ),
+            Scope::Slots(_) => tracing::info!(
+                sessions = written.sessions,
+                slots = lost.slots().len(),
+                stale,
+                "rebuilt {} sessions in {} lost hash slots from the state at {}",
+                written.sessions,
+                lost.slots().len(),
+                checkpoint.position
+            ),
+        }
         Ok(())
     }
 }

@@ -10,7 +10,10 @@ use crate::model::Command;
 /// marked `ignore()`: the client would keep every ignored index in a hash
 /// set, hashed again for every reply, while a caller reads at most the last
 /// reply. Errors come back either way.
-pub fn pipeline(commands: &[Command], atomic: bool) -> Pipeline {
+pub fn pipeline<'a>(
+    commands: impl ExactSizeIterator<Item = &'a Command>,
+    atomic: bool,
+) -> Pipeline {
     let mut pipe = Pipeline::with_capacity(commands.len());
     if atomic {
         pipe.atomic();
@@ -26,7 +29,10 @@ pub fn pipeline(commands: &[Command], atomic: bool) -> Pipeline {
 /// `commands` as one `MULTI`/`EXEC` that ends with `EXISTS marker`: whether
 /// the namespace's marker key exists, seen from inside the transaction that
 /// writes (see [`super::RedisSink::exec_checked`]).
-pub fn checked_transaction(commands: &[Command], marker: &[u8]) -> Pipeline {
+pub fn checked_transaction<'a>(
+    commands: impl ExactSizeIterator<Item = &'a Command>,
+    marker: &[u8],
+) -> Pipeline {
     let mut pipe = pipeline(commands, true);
     pipe.cmd("EXISTS").arg(marker);
     pipe
@@ -112,7 +118,7 @@ mod tests {
                 at: 42,
             },
         ];
-        let packed = String::from_utf8(pipeline(&cmds, true).get_packed_pipeline()).unwrap();
+        let packed = String::from_utf8(pipeline(cmds.iter(), true).get_packed_pipeline()).unwrap();
         assert_eq!(
             packed,
             "*1\r\n$5\r\nMULTI\r\n\
@@ -143,7 +149,7 @@ mod tests {
                 value: b"v".to_vec(),
             },
         ];
-        let packed = String::from_utf8(pipeline(&cmds, false).get_packed_pipeline()).unwrap();
+        let packed = String::from_utf8(pipeline(cmds.iter(), false).get_packed_pipeline()).unwrap();
         assert_eq!(
             packed,
             "*2\r\n$3\r\nDEL\r\n$1\r\nd\r\n\

@@ -1,200 +1,248 @@
 //! The Redis side: connecting, writing batches of model commands, scanning
-//! the namespace.
+//! the namespace, on one Redis server or a Redis Cluster.
 //!
 //! Writes are idempotent (whole-hash rewrites, `HSET`/`HDEL` of values from
 //! the state, `DEL`), so a batch that is written twice after a crash leaves
-//! the same Redis. A broken connection is rebuilt by the connection manager.
+//! the same Redis. A broken connection is rebuilt by the connection manager
+//! (standalone) or the cluster client (which also follows `MOVED`, `ASK`
+//! and failovers).
+//!
+//! On a cluster a batch is split by hash slot ([`slots`]): each slot's
+//! commands go as one pipeline (one `MULTI`/`EXEC` where the batch is
+//! atomic) to the slot's master, every slot at once. The namespace's marker
+//! is then one key per slot, so that a master that lost its data shows in
+//! the slots it serves, and only those are rebuilt.
 
+mod cluster;
+mod connect;
 mod encode;
+mod scan;
+mod slots;
 
-use std::ops::ControlFlow;
-use std::path::Path;
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Client, Pipeline};
+use redis::aio::ConnectionManager;
+use redis::{Cmd, Pipeline, Value};
 
 pub use encode::{checked_transaction, pipeline};
+pub use slots::{slot, Scope, SLOTS};
 
-use crate::config::redact_url;
+use cluster::Cluster;
+use slots::split_by_slot;
+
 use crate::error::{Error, Result};
 use crate::model::{Bytes, Command};
 
 /// A connection to the Redis that holds the model. Cheap to clone: clones
-/// share one multiplexed connection.
+/// share the same connections.
 #[derive(Clone)]
 pub struct RedisSink {
-    conn: ConnectionManager,
+    topology: Topology,
     redacted_url: String,
+    wait: Option<WaitReplicas>,
+}
+
+#[derive(Clone)]
+enum Topology {
+    /// One server (or the primary of a replication group).
+    Standalone(ConnectionManager),
+    Cluster(Cluster),
+}
+
+/// `--redis-wait-replicas`: how many replicas must have a group's writes
+/// before its checkpoint moves, and how long to wait for them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WaitReplicas {
+    pub replicas: u32,
+    pub timeout: Duration,
+}
+
+/// A batch of commands encoded for the topology, each part one
+/// `MULTI`/`EXEC` that ends with `EXISTS` of its marker key.
+pub enum CheckedBatch {
+    One(Pipeline),
+    /// One transaction per slot.
+    PerSlot(Vec<(u16, Pipeline)>),
 }
 
 impl RedisSink {
-    /// Connects and checks with `PING` that the server answers (and that the
-    /// credentials are accepted).
-    /// `ca`: PEM file of the CA of the server's certificate, for `rediss://`.
-    pub async fn connect(url: &str, ca: Option<&Path>) -> Result<Self> {
-        let redacted_url = redact_url(url);
-        let connect_err = |source| Error::RedisConnect {
-            url: redacted_url.clone(),
-            source,
-        };
-        let client = match ca {
-            None => Client::open(url).map_err(connect_err)?,
-            Some(ca) => {
-                let root_cert = std::fs::read(ca).map_err(|e| {
-                    Error::Config(format!(
-                        "cannot read the Redis CA file {}: {e}",
-                        ca.display()
-                    ))
-                })?;
-                let certs = redis::TlsCertificates {
-                    client_tls: None,
-                    root_cert: Some(root_cert),
-                };
-                Client::build_with_tls(url, certs).map_err(connect_err)?
-            }
-        };
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(5)))
-            .set_response_timeout(Some(Duration::from_secs(10)))
-            .set_number_of_retries(2);
-        let mut conn = ConnectionManager::new_with_config(client, config)
-            .await
-            .map_err(connect_err)?;
-        redis::cmd("PING")
-            .query_async::<()>(&mut conn)
-            .await
-            .map_err(connect_err)?;
-        // A cluster node answers most writes with MOVED: say so once, up
-        // front. A standalone server refuses CLUSTER INFO ("cluster support
-        // disabled"), as does an ACL without it: both carry on.
-        let cluster = redis::cmd("CLUSTER")
-            .arg("INFO")
-            .query_async::<String>(&mut conn)
-            .await;
-        if cluster.is_ok() {
-            return Err(Error::Config(format!(
-                "REDIS_URL {redacted_url} is a node of a Redis Cluster; \
-                 this version of the replicator writes one standalone Redis (or the primary \
-                 of a replication group). Point REDIS_URL at a standalone Redis"
-            )));
-        }
-        Ok(RedisSink { conn, redacted_url })
+    /// With `wait`, [`Self::wait_for_replicas`] waits for that many
+    /// replicas of every master.
+    pub fn with_wait(mut self, wait: Option<WaitReplicas>) -> Self {
+        self.wait = wait.filter(|w| w.replicas > 0);
+        self
+    }
+
+    /// Whether this is a Redis Cluster.
+    pub fn is_cluster(&self) -> bool {
+        matches!(self.topology, Topology::Cluster(_))
     }
 
     pub fn redacted_url(&self) -> &str {
         &self.redacted_url
     }
 
-    /// The underlying connection, for reads (`verify`, tests).
-    pub fn connection(&self) -> ConnectionManager {
-        self.conn.clone()
-    }
-
-    /// Writes the commands as one pipeline; with `atomic`, wrapped in
-    /// `MULTI`/`EXEC` so that no reader sees part of it.
+    /// Writes the commands as one pipeline (on a cluster: one per slot);
+    /// with `atomic`, wrapped in `MULTI`/`EXEC` so that no reader sees part
+    /// of it (on a cluster: part of any one key).
     pub async fn write(&self, commands: &[Command], atomic: bool) -> Result<()> {
         if commands.is_empty() {
             return Ok(());
         }
-        let mut conn = self.conn.clone();
-        pipeline(commands, atomic)
-            .query_async::<()>(&mut conn)
-            .await
-            .map_err(|e| Error::redis("writing a batch", e))
-    }
-
-    /// Writes the commands as one `MULTI`/`EXEC` and reports, from inside the
-    /// same transaction, whether the namespace's `marker` key exists: when it
-    /// does not, Redis lost the namespace (a restart without persistence, a
-    /// flush) and it must be rebuilt.
-    pub async fn write_checked(&self, commands: &[Command], marker: &[u8]) -> Result<bool> {
-        self.exec_checked(&checked_transaction(commands, marker))
-            .await
-    }
-
-    /// Runs a transaction made by [`checked_transaction`] (encoded ahead,
-    /// while Redis was busy with the one before) and reports whether the
-    /// namespace's marker key exists.
-    pub async fn exec_checked(&self, pipe: &Pipeline) -> Result<bool> {
-        let mut conn = self.conn.clone();
-        let context = "writing a group of transactions";
-        let mut replies: Vec<redis::Value> = pipe
-            .query_async(&mut conn)
-            .await
-            .map_err(|e| Error::redis(context, e))?;
-        // The last reply is the `EXISTS`; none at all is not a lost
-        // namespace, which would rebuild it, but an error.
-        let Some(exists) = replies.pop() else {
-            let empty = (
-                redis::ErrorKind::UnexpectedReturnType,
-                "EXEC returned no replies",
-            );
-            return Err(Error::redis(context, empty.into()));
-        };
-        redis::from_redis_value(exists).map_err(|e| Error::redis(context, e.into()))
-    }
-
-    /// The value of a string key.
-    pub async fn get(&self, key: &[u8]) -> Result<Option<Bytes>> {
-        let mut conn = self.conn.clone();
-        redis::cmd("GET")
-            .arg(key)
-            .query_async(&mut conn)
-            .await
-            .map_err(|e| Error::redis("reading the namespace marker", e))
-    }
-
-    /// Whether any key matches one of the `SCAN MATCH` patterns.
-    pub async fn any_key(&self, patterns: &[Bytes]) -> Result<bool> {
-        let mut any = false;
-        self.scan_each(patterns, async |found| {
-            any = !found.is_empty();
-            Ok(if any {
-                ControlFlow::Break(())
-            } else {
-                ControlFlow::Continue(())
-            })
-        })
-        .await?;
-        Ok(any)
-    }
-
-    /// Hands each page of `SCAN MATCH` of each pattern to `page`, until
-    /// `page` breaks off. A key may be handed over more than once.
-    pub async fn scan_each(
-        &self,
-        patterns: &[Bytes],
-        mut page: impl AsyncFnMut(Vec<Bytes>) -> Result<ControlFlow<()>>,
-    ) -> Result<()> {
-        for pattern in patterns {
-            let mut cursor = 0;
-            loop {
-                let (next, found) = self.scan_page(pattern, cursor).await?;
-                if page(found).await?.is_break() {
-                    return Ok(());
-                }
-                if next == 0 {
-                    break;
-                }
-                cursor = next;
+        let context = "writing a batch";
+        match &self.topology {
+            Topology::Standalone(conn) => pipeline(commands.iter(), atomic)
+                .query_async::<()>(&mut conn.clone())
+                .await
+                .map_err(|e| Error::redis(context, e)),
+            Topology::Cluster(cluster) => {
+                let parts: Vec<Pipeline> = split_by_slot(commands)
+                    .into_iter()
+                    .map(|(_, part)| pipeline(part.into_iter(), atomic))
+                    .collect();
+                let parts: Vec<&Pipeline> = parts.iter().collect();
+                cluster
+                    .run_parts(&parts)
+                    .await
+                    .map(drop)
+                    .map_err(|e| Error::redis(context, e))
             }
+        }
+    }
+
+    /// The commands as `MULTI`/`EXEC` transactions (one, or one per slot)
+    /// that each end with `EXISTS` of the namespace's marker key (of that
+    /// slot): encoded ahead, while Redis is busy with the batch before.
+    pub fn encode_checked(&self, commands: &[Command], marker: &[u8]) -> CheckedBatch {
+        match &self.topology {
+            Topology::Standalone(_) => {
+                CheckedBatch::One(checked_transaction(commands.iter(), marker))
+            }
+            Topology::Cluster(_) => CheckedBatch::PerSlot(
+                split_by_slot(commands)
+                    .into_iter()
+                    .map(|(s, part)| {
+                        let marker = slots::marker_for_slot(marker, s);
+                        (s, checked_transaction(part.into_iter(), &marker))
+                    })
+                    .collect(),
+            ),
+        }
+    }
+
+    /// Writes the commands as by [`Self::exec_checked`]; whether the
+    /// namespace's marker was there for every part.
+    pub async fn write_checked(&self, commands: &[Command], marker: &[u8]) -> Result<bool> {
+        let batch = self.encode_checked(commands, marker);
+        Ok(self.exec_checked(&batch).await?.is_none())
+    }
+
+    /// Runs a batch made by [`Self::encode_checked`] and reports, from
+    /// inside the transactions that wrote, where the namespace's marker is
+    /// missing: there Redis lost the namespace (a restart without
+    /// persistence, a flush) and it must be rebuilt. `None`: nothing lost.
+    pub async fn exec_checked(&self, batch: &CheckedBatch) -> Result<Option<Scope>> {
+        let context = "writing a group of transactions";
+        match (&self.topology, batch) {
+            (Topology::Standalone(conn), CheckedBatch::One(pipe)) => {
+                let replies: Vec<Value> = pipe
+                    .query_async(&mut conn.clone())
+                    .await
+                    .map_err(|e| Error::redis(context, e))?;
+                Ok((!marker_exists(replies, context)?).then_some(Scope::All))
+            }
+            (Topology::Cluster(cluster), CheckedBatch::PerSlot(parts)) => {
+                let pipes: Vec<&Pipeline> = parts.iter().map(|(_, p)| p).collect();
+                let replies = cluster
+                    .run_parts(&pipes)
+                    .await
+                    .map_err(|e| Error::redis(context, e))?;
+                let mut lost = Vec::new();
+                for ((s, _), replies) in parts.iter().zip(replies) {
+                    if !marker_exists(replies, context)? {
+                        lost.push(*s);
+                    }
+                }
+                Ok((!lost.is_empty()).then(|| Scope::of_slots(lost)))
+            }
+            _ => Err(Error::Config(
+                "a batch encoded for another Redis topology".into(),
+            )),
+        }
+    }
+
+    /// With `--redis-wait-replicas`: waits until that many replicas of
+    /// every master acknowledged the writes made so far (`WAIT`). Fewer
+    /// within the timeout is an outage: the caller writes the group again
+    /// and keeps the position.
+    pub async fn wait_for_replicas(&self) -> Result<()> {
+        let Some(wait) = self.wait else {
+            return Ok(());
+        };
+        let context = "waiting for the replicas (WAIT)";
+        let acked: i64 = match &self.topology {
+            Topology::Standalone(conn) => redis::cmd("WAIT")
+                .arg(wait.replicas)
+                .arg(wait.timeout.as_millis() as u64)
+                .query_async(&mut conn.clone())
+                .await
+                .map_err(|e| Error::redis(context, e))?,
+            Topology::Cluster(cluster) => cluster
+                .wait(wait.replicas, wait.timeout)
+                .await
+                .map_err(|e| Error::redis(context, e))?,
+        };
+        if acked < i64::from(wait.replicas) {
+            return Err(Error::ReplicasBehind {
+                acked,
+                wanted: wait.replicas,
+                timeout: wait.timeout,
+            });
         }
         Ok(())
     }
 
-    /// One page of `SCAN cursor MATCH pattern`: the next cursor (0 at the
-    /// end) and the keys. A key may be reported more than once.
-    async fn scan_page(&self, pattern: &[u8], cursor: u64) -> Result<(u64, Vec<Bytes>)> {
-        let mut conn = self.conn.clone();
-        redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(pattern)
-            .arg("COUNT")
-            .arg(1000)
-            .query_async(&mut conn)
-            .await
-            .map_err(|e| Error::redis("scanning the namespace", e))
+    /// The value of a string key.
+    pub async fn get(&self, key: &[u8]) -> Result<Option<Bytes>> {
+        let reply = self
+            .query(vec![redis::cmd("GET").arg(key).take()], "reading a key")
+            .await?
+            .pop()
+            .unwrap_or(Value::Nil);
+        redis::from_redis_value(reply).map_err(|e| Error::redis("reading a key", e.into()))
     }
+
+    /// Runs commands of one key each and returns their replies, in order:
+    /// one pipeline on a standalone server, each on its key's master on a
+    /// cluster.
+    pub async fn query(&self, commands: Vec<Cmd>, what: &str) -> Result<Vec<Value>> {
+        match &self.topology {
+            Topology::Standalone(conn) => {
+                let mut pipe = Pipeline::with_capacity(commands.len());
+                for cmd in commands {
+                    pipe.add_command(cmd);
+                }
+                pipe.query_async(&mut conn.clone())
+                    .await
+                    .map_err(|e| Error::redis(what, e))
+            }
+            Topology::Cluster(cluster) => cluster
+                .run_commands(&commands)
+                .await
+                .map_err(|e| Error::redis(what, e)),
+        }
+    }
+}
+
+/// The last reply of a checked transaction is its `EXISTS`; none at all is
+/// not a lost namespace, which would rebuild it, but an error.
+fn marker_exists(mut replies: Vec<Value>, context: &str) -> Result<bool> {
+    let Some(exists) = replies.pop() else {
+        let empty = (
+            redis::ErrorKind::UnexpectedReturnType,
+            "EXEC returned no replies",
+        );
+        return Err(Error::redis(context, empty.into()));
+    };
+    redis::from_redis_value(exists).map_err(|e| Error::redis(context, e.into()))
 }

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 
 use crate::error::Result;
 use crate::model::{self, Bytes, Command, Keys, Preferences, Session, StateView, Timestamp, User};
+use crate::sink::Scope;
 use crate::state::{StateReader, StateStore};
 
 /// What was written: live sessions, and expired ones left out.
@@ -99,19 +100,22 @@ impl<'a> Owners<'a> {
     }
 }
 
-/// Every user's index, from the state's user → sessions index: the
-/// commands in batches of about `commands_per_batch`, handed to `send`.
+/// Every user's index whose key is in `scope`, from the state's user →
+/// sessions index: the commands in batches of about `commands_per_batch`,
+/// handed to `send`.
 pub fn index_batches(
     state: &StateStore,
     keys: &Keys,
     now: Timestamp,
     commands_per_batch: usize,
+    scope: &Scope,
     mut send: impl FnMut(Vec<Command>) -> Result<()>,
 ) -> Result<()> {
     let mut batch = Vec::new();
     let mut user: Option<(i64, Vec<(i64, Bytes)>)> = None;
     let close = |(user_id, members): (i64, Vec<(i64, Bytes)>), batch: &mut Vec<Command>| {
-        if !members.is_empty() {
+        let wanted = scope == &Scope::All || scope.holds(&keys.user_index(user_id));
+        if !members.is_empty() && wanted {
             batch.extend(model::write_user_index(keys, user_id, members));
         }
     };

@@ -11,30 +11,33 @@ use super::writer::{self, BatchWriter};
 use crate::error::{Error, Result};
 use crate::model::StateView;
 use crate::model::{Bytes, Command, Keys, Timestamp};
-use crate::sink::RedisSink;
+use crate::sink::{RedisSink, Scope};
 use crate::state::{StateReader, StateStore};
 
-/// Writes every live session of the state, and every user's index, to
-/// Redis, at the `pace`'s rate: the namespace rebuilt from the state alone.
+/// Writes every live session of the state, and every user's index, whose
+/// key is in `scope`, to Redis, at the `pace`'s rate: the namespace (or the
+/// part of it that Redis lost) rebuilt from the state alone.
 pub async fn materialize(
     state: &StateStore,
     sink: &RedisSink,
     keys: &Keys,
     now: Timestamp,
     pace: &Pace,
+    scope: &Scope,
     shutdown: &CancellationToken,
 ) -> Result<Materialized> {
     let writer = BatchWriter::spawn(sink, None, pace);
     let batch = pace.batch_commands();
     let producer = {
-        let (state, keys, shutdown, tx) = (
+        let (state, keys, scope, shutdown, tx) = (
             state.clone(),
             keys.clone(),
+            scope.clone(),
             shutdown.clone(),
             writer.sender(),
         );
         tokio::task::spawn_blocking(move || {
-            model_batches(&state, &keys, now, batch, |batch| {
+            model_batches(&state, &keys, now, batch, &scope, |batch| {
                 if shutdown.is_cancelled() {
                     return Err(Error::Interrupted(
                         "snapshot stopped while writing Redis".into(),
@@ -51,20 +54,23 @@ pub async fn materialize(
     writer.finish(produced).await
 }
 
-/// The whole model of the state as batches of about `batch_commands`
-/// commands, handed to `send` in order: every session's hash (in order of
-/// session id), then every user's index.
+/// The model of the state within `scope` as batches of about
+/// `batch_commands` commands, handed to `send` in order: every session's
+/// hash (in order of session id), then every user's index.
 pub fn model_batches(
     state: &StateStore,
     keys: &Keys,
     now: Timestamp,
     batch_commands: usize,
+    scope: &Scope,
     mut send: impl FnMut(Vec<Command>) -> Result<()>,
 ) -> Result<Materialized> {
     let mut hashes = SessionHashes::new(state, keys, now);
     let mut batch = Vec::with_capacity(batch_commands + 8);
     state.for_each_session(|session| {
-        hashes.write(&session, &mut batch)?;
+        if scope == &Scope::All || scope.holds(&keys.session(&session.session_id)) {
+            hashes.write(&session, &mut batch)?;
+        }
         if batch.len() >= batch_commands {
             send(std::mem::take(&mut batch))?;
         }
@@ -73,23 +79,25 @@ pub fn model_batches(
     if !batch.is_empty() {
         send(batch)?;
     }
-    index_batches(state, keys, now, batch_commands, send)?;
+    index_batches(state, keys, now, batch_commands, scope, send)?;
     Ok(hashes.done)
 }
 
-/// Deletes the namespace's keys that the state's model does not give:
-/// session hashes of sessions that are gone or expired, and indexes of users
-/// with no live session, at the `pace`'s rate. Returns how many keys it
-/// deleted.
+/// Deletes the namespace's keys in `scope` that the state's model does not
+/// give: session hashes of sessions that are gone or expired, and indexes
+/// of users with no live session, at the `pace`'s rate. Returns how many
+/// keys it deleted.
 pub async fn remove_stale(
     state: &StateStore,
     sink: &RedisSink,
     keys: &Keys,
     now: Timestamp,
     pace: &Pace,
+    scope: &Scope,
 ) -> Result<u64> {
     let mut removed = 0;
-    sink.scan_each(&keys.model_patterns(), async |found| {
+    sink.scan_each(&keys.model_patterns(), async |mut found| {
+        found.retain(|key| scope.holds(key));
         let stale: Vec<Command> = unexpected(state, keys, found, now)?
             .into_iter()
             .map(Command::Del)

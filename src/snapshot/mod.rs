@@ -31,10 +31,11 @@ use hashes::{index_batches, SessionHashes};
 use writer::BatchWriter;
 
 use crate::error::{Error, Result};
-use crate::model::{Command, Keys, Timestamp};
+use crate::model::{Keys, Timestamp};
 use crate::position::BinlogPosition;
 use crate::progress::Progress;
-use crate::sink::RedisSink;
+use crate::replicate::patiently;
+use crate::sink::{RedisSink, Scope};
 use crate::source::{ConsistentRead, Flavor, MySqlSource, SourceRow, Table};
 use crate::state::{Checkpoint, SnapshotInfo, StateStore, STATE_FORMAT};
 use crate::telemetry;
@@ -184,13 +185,7 @@ impl SnapshotJob<'_> {
         };
         let position = snapshot.position.clone();
         self.sink
-            .write(
-                &[Command::Set {
-                    key: self.keys.marker(),
-                    value: snapshot.id.clone().into_bytes(),
-                }],
-                false,
-            )
+            .set_markers(&self.keys.marker(), &snapshot.id, &Scope::All)
             .await?;
         // Sessions last: each one's hash is written to Redis as it is read.
         let phase = Instant::now();
@@ -219,7 +214,15 @@ impl SnapshotJob<'_> {
 
         let stale = if earlier_keys {
             let phase = Instant::now();
-            let stale = remove_stale(self.state, self.sink, self.keys, now, &self.pace).await?;
+            let stale = remove_stale(
+                self.state,
+                self.sink,
+                self.keys,
+                now,
+                &self.pace,
+                &Scope::All,
+            )
+            .await?;
             tracing::info!(
                 "snapshot: {stale} stale keys removed in {:.1}s",
                 secs(phase)
@@ -229,6 +232,12 @@ impl SnapshotJob<'_> {
             0
         };
         self.check_shutdown()?;
+        // With --redis-wait-replicas, the replicas have it all before the
+        // checkpoint counts it as written.
+        patiently("Redis replicas", &position, &self.shutdown, async || {
+            self.sink.wait_for_replicas().await
+        })
+        .await?;
 
         let checkpoint = Checkpoint {
             format: STATE_FORMAT,
@@ -295,7 +304,7 @@ impl SnapshotJob<'_> {
         let (state, keys, tx) = (self.state.clone(), self.keys.clone(), writer.sender());
         let batch_commands = self.pace.batch_commands();
         tokio::task::spawn_blocking(move || {
-            index_batches(&state, &keys, now, batch_commands, |batch| {
+            index_batches(&state, &keys, now, batch_commands, &Scope::All, |batch| {
                 tx.blocking_send(batch).map_err(|_| writer::stopped())
             })
         })

@@ -230,11 +230,9 @@ impl Checker<'_> {
                 .cmd("EXPIRETIME")
                 .arg(&e.key);
         }
-        let mut conn = self.sink.connection();
-        let replies: Vec<(Vec<(Bytes, Bytes)>, i64)> = pipe
-            .query_async::<Vec<redis::Value>>(&mut conn)
-            .await
-            .map_err(|e| Error::redis("reading session hashes", e))?
+        let replies: Vec<(Vec<(Bytes, Bytes)>, i64)> = self
+            .query(&pipe, "reading session hashes")
+            .await?
             .chunks(2)
             .map(|pair| {
                 let hash = redis::from_redis_value(pair[0].clone()).unwrap_or_default();
@@ -361,9 +359,7 @@ impl Checker<'_> {
     }
 
     async fn query(&self, pipe: &redis::Pipeline, what: &str) -> Result<Vec<redis::Value>> {
-        let mut conn = self.sink.connection();
-        pipe.query_async(&mut conn)
-            .await
-            .map_err(|e| Error::redis(what, e))
+        let commands = pipe.cmd_iter().cloned().collect();
+        self.sink.query(commands, what).await
     }
 }

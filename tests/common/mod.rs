@@ -19,6 +19,8 @@ pub const DEFAULT_MYSQL_URL: &str =
     "mysql://replicator:replicator-local-only@127.0.0.1:13306/sessions";
 pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:16379/0";
 
+pub mod cluster;
+pub mod crash;
 pub mod servers;
 pub mod tls;
 pub mod workload;

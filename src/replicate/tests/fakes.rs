@@ -11,8 +11,9 @@ use super::super::read::Budgeted;
 use super::super::sink::{GroupSink, Namespace};
 use super::super::store::GroupStore;
 use crate::error::{Error, Result};
-use crate::model::{Bytes, Command, Content, Pending, RowChange, SourceRow, User};
+use crate::model::{Command, Content, Pending, RowChange, SourceRow, User};
 use crate::position::BinlogPosition;
+use crate::sink::Scope;
 use crate::source::Piece;
 use crate::state::{Checkpoint, SnapshotInfo, STATE_FORMAT};
 use crate::testing::MemState;
@@ -150,16 +151,16 @@ impl GroupSink for FakeSink {
         }
         self.log.push(Event::Acked(group));
         Ok(match answer {
-            Some(Answer::Lost) => Namespace::Lost,
+            Some(Answer::Lost) => Namespace::Lost(Scope::All),
             _ => Namespace::Intact,
         })
     }
 
-    async fn marker(&self) -> Result<Option<Bytes>> {
-        Ok(Some(b"snap".to_vec()))
+    async fn namespace(&self, _id: &str) -> Result<Namespace> {
+        Ok(Namespace::Intact)
     }
 
-    async fn rebuild(&self, checkpoint: &Checkpoint) -> Result<()> {
+    async fn rebuild(&self, checkpoint: &Checkpoint, _lost: &Scope) -> Result<()> {
         self.log.push(Event::Rebuild(checkpoint.position.offset));
         Ok(())
     }
