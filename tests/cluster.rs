@@ -55,6 +55,19 @@ async fn stop_catch_up_and_verify(db: &TestDb, mut child: Child, log: &std::path
     text
 }
 
+/// Waits until the sidecar's checkpoint reaches the server's binlog
+/// position: everything committed so far is counted as applied.
+async fn checkpoint_at_the_server(db: &TestDb) {
+    let server: Vec<(String, u64, String, String)> = db.query("SHOW MASTER STATUS").await;
+    let (file, offset) = (server[0].0.clone(), server[0].1);
+    let what = "the checkpoint at the server's position";
+    db.wait_for(what, Duration::from_secs(30), || async {
+        let (at_file, at) = db.checkpoint().await;
+        at_file == file && at >= offset
+    })
+    .await;
+}
+
 /// The master of the slot a session key of this test hashes to.
 fn some_master(cluster: &PrivateCluster, db: &TestDb) -> NodeInfo {
     let key = db.key("session:watch");
@@ -180,8 +193,27 @@ async fn failover_behind_a_paused_replica(wait: bool) -> (bool, String) {
     let name = format!("cluster_paused_replica_{wait}");
     let (db, mut work, log, child) = sidecar_on(&cluster, &name, 35, extra).await;
     transactions(&db, &mut work, 20).await;
+    // Everything before the change is counted, on the replicas too.
+    checkpoint_at_the_server(&db).await;
     let master = some_master(&cluster, &db);
     let replica = cluster.replicas_of(&master)[0].clone();
+    // And the replica has acknowledged all of it.
+    db.wait_for("the replica in step", Duration::from_secs(30), || async {
+        let info = cluster.cli(master.port, &["info", "replication"]);
+        let field = |name: &str| {
+            info.lines()
+                .find_map(|l| l.strip_prefix(name))
+                .map(|v| v.trim().to_string())
+        };
+        let master_offset = field("master_repl_offset:");
+        let replica_offset = field("slave0:").and_then(|v| {
+            v.split(',')
+                .find_map(|kv| kv.strip_prefix("offset="))
+                .map(str::to_string)
+        });
+        master_offset.is_some() && master_offset == replica_offset
+    })
+    .await;
     cluster.signal(replica.port, "STOP");
     // Outside the namespace's patterns, in the watched session's slot.
     let filler = format!("{{{}}}:filler", db.key("session:watch"));
@@ -192,22 +224,14 @@ async fn failover_behind_a_paused_replica(wait: bool) -> (bool, String) {
     db.wait_for(
         "the change on the master",
         Duration::from_secs(30),
-        || async { cluster.hget(&key, "username").await.as_deref() == Some("unreplicated") },
+        // Asked of the master itself: a cluster client would also wait on
+        // the paused replica.
+        || async { cluster.cli(master.port, &["hget", &key, "username"]).trim() == "unreplicated" },
     )
     .await;
     if !wait {
-        // The checkpoint counts the change: it reaches the server's position.
-        let server: Vec<(String, u64, String, String)> = db.query("SHOW MASTER STATUS").await;
-        let (file, offset) = (server[0].0.clone(), server[0].1);
-        db.wait_for(
-            "the checkpoint past the change",
-            Duration::from_secs(30),
-            || async {
-                let (at_file, at) = db.checkpoint().await;
-                at_file == file && at >= offset
-            },
-        )
-        .await;
+        // The checkpoint counts the change.
+        checkpoint_at_the_server(&db).await;
     }
     cluster.kill(master.port);
     cluster.signal(replica.port, "CONT");

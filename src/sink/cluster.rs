@@ -77,11 +77,8 @@ impl Cluster {
     /// Adds every node of `CLUSTER SLOTS` to the known nodes.
     async fn learn_nodes(&self) {
         let mut conn = self.conn();
-        let Ok(ranges) = redis::cmd("CLUSTER")
-            .arg("SLOTS")
-            .query_async::<Vec<Vec<Value>>>(&mut conn)
-            .await
-        else {
+        let asked = tokio::time::timeout(Duration::from_secs(5), slot_ranges(&mut conn));
+        let Ok(Ok(ranges)) = asked.await else {
             return;
         };
         let mut known = self.known.write().unwrap_or_else(|e| e.into_inner());
@@ -160,19 +157,19 @@ impl Cluster {
         Ok(replies)
     }
 
-    /// Runs one command where the client routes it by its key.
-    pub async fn run(&self, cmd: &Cmd) -> RedisResult<Value> {
+    /// A command of no key (`CLUSTER INFO`), asked of any master.
+    pub async fn ask_a_master(&self, cmd: Cmd) -> RedisResult<Value> {
         let mut conn = self.conn();
-        self.guarded(OPERATION_TIMEOUT, cmd.query_async(&mut conn))
+        let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::RandomPrimary);
+        self.guarded(OPERATION_TIMEOUT, conn.route_command(cmd, routing))
             .await
     }
 
     /// The masters that serve slots now, from `CLUSTER SLOTS`.
     pub async fn masters(&self) -> RedisResult<Vec<Node>> {
         let mut conn = self.conn();
-        let slots = redis::cmd("CLUSTER").arg("SLOTS").take();
-        let ranges: Vec<Vec<Value>> = self
-            .guarded(OPERATION_TIMEOUT, slots.query_async(&mut conn))
+        let ranges = self
+            .guarded(OPERATION_TIMEOUT, slot_ranges(&mut conn))
             .await?;
         Ok(slot_nodes(ranges, false))
     }
@@ -201,17 +198,48 @@ impl Cluster {
         redis::from_redis_value(reply).map_err(Into::into)
     }
 
-    /// `WAIT replicas timeout` on every master: the fewest replicas that
-    /// acknowledged the writes made on this connection.
+    /// `WAIT replicas timeout` on every master that `CLUSTER SLOTS` names,
+    /// each addressed by name: the fewest replicas that acknowledged the
+    /// writes made on this connection. (The client's own fan-out skips a
+    /// master whose connection is down, which would count a group as
+    /// replicated while the master that took it is dying.) A master that
+    /// cannot be asked is an error.
     pub async fn wait(&self, replicas: u32, timeout: Duration) -> RedisResult<i64> {
-        let mut conn = self.conn();
-        let wait = redis::cmd("WAIT")
-            .arg(replicas)
-            .arg(timeout.as_millis() as u64)
-            .take();
-        self.guarded(timeout + OPERATION_TIMEOUT, wait.query_async(&mut conn))
-            .await
+        let masters = self.masters().await?;
+        let asked = masters.iter().map(|node| {
+            let mut conn = self.conn();
+            let wait = redis::cmd("WAIT")
+                .arg(replicas)
+                .arg(timeout.as_millis() as u64)
+                .take();
+            let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
+                host: node.host.clone(),
+                port: node.port,
+            });
+            async move {
+                let reply = conn.route_command(wait, routing).await?;
+                redis::from_redis_value::<i64>(reply).map_err(redis::RedisError::from)
+            }
+        });
+        let acked = self
+            .guarded(timeout + OPERATION_TIMEOUT, try_join_all(asked))
+            .await?;
+        acked.into_iter().min().ok_or_else(|| {
+            redis::RedisError::from((
+                redis::ErrorKind::ClusterConnectionNotFound,
+                "CLUSTER SLOTS names no master",
+            ))
+        })
     }
+}
+
+/// `CLUSTER SLOTS`, asked of a master: the client would ask any node, and
+/// a replica that hangs (paused, overloaded) would hold up every write.
+async fn slot_ranges(conn: &mut ClusterConnection) -> RedisResult<Vec<Vec<Value>>> {
+    let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::RandomPrimary);
+    let slots = redis::cmd("CLUSTER").arg("SLOTS").take();
+    let reply = conn.route_command(slots, routing).await?;
+    redis::from_redis_value(reply).map_err(Into::into)
 }
 
 async fn open(nodes: &[String], ca: Option<&[u8]>) -> RedisResult<ClusterConnection> {

@@ -92,7 +92,7 @@ impl RedisSink {
         };
         let cluster = Cluster::connect(seeds, ca).await.map_err(connect_err)?;
         let info = cluster
-            .run(redis::cmd("CLUSTER").arg("INFO"))
+            .ask_a_master(redis::cmd("CLUSTER").arg("INFO").take())
             .await
             .map_err(connect_err)?;
         let info: String = redis::from_redis_value(info).map_err(|e| connect_err(e.into()))?;

@@ -177,18 +177,6 @@ impl PrivateCluster {
         );
     }
 
-    /// One field of a hash, read from the key's master.
-    pub async fn hget(&self, key: &str, field: &str) -> Option<String> {
-        let mut conn = self.connection().await;
-        redis::cmd("HGET")
-            .arg(key)
-            .arg(field)
-            .query_async(&mut conn)
-            .await
-            .ok()
-            .flatten()
-    }
-
     /// Starts a stopped node again, with its nodes.conf.
     pub fn restart(&self, port: u16) {
         let out = self.script(&["start", "cluster-node", &port.to_string()]);
