@@ -11,13 +11,19 @@ use crate::error::{Error, Result};
 use crate::model::{Bytes, Command};
 
 impl RedisSink {
+    /// The namespace's marker keys, with their slots: the one key, or one
+    /// per slot on a cluster.
+    fn marker_keys(&self, marker: &[u8]) -> Vec<(u16, Bytes)> {
+        match &self.topology {
+            Topology::Standalone(_) => vec![(slot(marker), marker.to_vec())],
+            Topology::Cluster(_) => marker_keys(marker),
+        }
+    }
+
     /// The namespace's marker keys: one, or one per slot on a cluster, and
     /// their values.
     pub async fn read_markers(&self, marker: &[u8]) -> Result<Vec<(u16, Option<Bytes>)>> {
-        let keys = match &self.topology {
-            Topology::Standalone(_) => vec![(slot(marker), marker.to_vec())],
-            Topology::Cluster(_) => marker_keys(marker),
-        };
+        let keys = self.marker_keys(marker);
         let gets = keys
             .iter()
             .map(|(_, k)| redis::cmd("GET").arg(k).take())
@@ -36,10 +42,7 @@ impl RedisSink {
     /// Sets the namespace's marker (of each slot in `scope`, on a
     /// cluster) to the snapshot's id.
     pub async fn set_markers(&self, marker: &[u8], id: &str, scope: &Scope) -> Result<()> {
-        let keys = match &self.topology {
-            Topology::Standalone(_) => vec![(slot(marker), marker.to_vec())],
-            Topology::Cluster(_) => marker_keys(marker),
-        };
+        let keys = self.marker_keys(marker);
         let sets: Vec<Command> = keys
             .into_iter()
             .filter(|(s, _)| scope.has_slot(*s))
