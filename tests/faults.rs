@@ -182,17 +182,12 @@ async fn wait_replicas_holds_the_checkpoint_until_a_replica_has_the_writes() {
     );
 
     let port = common::servers::free_port().to_string();
+    // Its copy of the data (a full sync writes one) stays in the private
+    // server's directory.
+    let dir = redis.dir.to_string_lossy().into_owned();
     let mut replica = tokio::process::Command::new("redis-server")
-        .args([
-            "--port",
-            &port,
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
+        .args(["--port", &port, "--bind", "127.0.0.1", "--dir", &dir])
+        .args(["--save", "", "--appendonly", "no"])
         .args(["--replicaof", "127.0.0.1", &redis.redis_port.to_string()])
         .stdout(Stdio::null())
         .kill_on_drop(true)
