@@ -25,10 +25,8 @@ async fn sidecar_on(
     db.sql(&work.initial()).await;
     let log = db.log_path(name);
     let child = db.sidecar(extra, &log);
-    db.wait_for("the stream", Duration::from_secs(60), || async {
-        std::fs::read_to_string(&log).is_ok_and(|text| text.contains("streaming the binlog"))
-    })
-    .await;
+    db.wait_for_log(&log, "streaming the binlog", Duration::from_secs(60))
+        .await;
     (db, work, log, child)
 }
 
@@ -131,34 +129,13 @@ async fn a_master_killed_and_failed_over_loses_nothing_with_wait_replicas() {
         cluster.kill(victim.port);
     };
     tokio::join!(writes, kill);
-    cluster
-        .wait_until(
-            "the replica's promotion",
-            Duration::from_secs(30),
-            |nodes| nodes.iter().any(|n| n.port == replica.port && n.master),
-        )
-        .await;
+    cluster.wait_promoted(replica.port).await;
     transactions(&db, &mut work, 40).await;
     // The old master comes back empty and becomes the new one's replica.
-    cluster.restart(victim.port);
-    cluster
-        .wait_until(
-            "the old master as a replica",
-            Duration::from_secs(30),
-            |nodes| {
-                nodes
-                    .iter()
-                    .any(|n| n.port == victim.port && !n.master && !n.failed)
-            },
-        )
-        .await;
+    cluster.rejoin_as_replica(victim.port).await;
     // The sidecar itself carries on, with nothing lost.
-    db.wait_for(
-        "the stream to carry on",
-        Duration::from_secs(60),
-        || async { std::fs::read_to_string(&log).is_ok_and(|t| t.contains("Redis is back after")) },
-    )
-    .await;
+    db.wait_for_log(&log, "Redis is back after", Duration::from_secs(60))
+        .await;
     transactions(&db, &mut work, 40).await;
     db.wait_for(
         "Redis to match, from the sidecar alone",
@@ -236,25 +213,8 @@ async fn failover_behind_a_paused_replica(wait: bool) -> (bool, String) {
     cluster.kill(master.port);
     cluster.signal(replica.port, "CONT");
     cluster.cli(replica.port, &["cluster", "failover", "takeover"]);
-    cluster
-        .wait_until(
-            "the paused replica's promotion",
-            Duration::from_secs(30),
-            |nodes| nodes.iter().any(|n| n.port == replica.port && n.master),
-        )
-        .await;
-    cluster.restart(master.port);
-    cluster
-        .wait_until(
-            "the old master as a replica",
-            Duration::from_secs(30),
-            |nodes| {
-                nodes
-                    .iter()
-                    .any(|n| n.port == master.port && !n.master && !n.failed)
-            },
-        )
-        .await;
+    cluster.wait_promoted(replica.port).await;
+    cluster.rejoin_as_replica(master.port).await;
     // Whatever the sidecar still had to write, it writes now.
     db.sql("UPDATE users SET email = 'after@x' WHERE user_id = 1001")
         .await;

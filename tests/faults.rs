@@ -167,9 +167,11 @@ async fn wait_replicas_holds_the_checkpoint_until_a_replica_has_the_writes() {
     );
     db.sql("UPDATE users SET username = 'waited' WHERE user_id = 1000")
         .await;
-    db.wait_for("the WAIT to time out", Duration::from_secs(30), || async {
-        std::fs::read_to_string(&log).is_ok_and(|t| t.contains("only 0 of the 1 Redis replicas"))
-    })
+    db.wait_for_log(
+        &log,
+        "only 0 of the 1 Redis replicas",
+        Duration::from_secs(30),
+    )
     .await;
     assert_eq!(
         field(&db, "watch", "username").await.as_deref(),
@@ -193,12 +195,8 @@ async fn wait_replicas_holds_the_checkpoint_until_a_replica_has_the_writes() {
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    db.wait_for(
-        "the stream to carry on",
-        Duration::from_secs(60),
-        || async { std::fs::read_to_string(&log).is_ok_and(|t| t.contains("Redis is back")) },
-    )
-    .await;
+    db.wait_for_log(&log, "Redis is back", Duration::from_secs(60))
+        .await;
     db.wait_for(
         "the checkpoint to move",
         Duration::from_secs(30),

@@ -184,13 +184,14 @@ impl GroupSink for RedisGroups {
     }
 
     async fn rebuild(&self, checkpoint: &Checkpoint, lost: &Scope) -> Result<()> {
+        let slots = lost.count();
         match lost {
             Scope::All => tracing::warn!(
                 "the namespace's marker key is missing in Redis (a restart without persistence, \
                  or a flush): rebuilding the namespace from the replicator's state"
             ),
             Scope::Slots(_) => tracing::warn!(
-                slots = lost.slots().len(),
+                slots,
                 "the namespace's marker is missing in some hash slots (a cluster master that \
                  restarted empty, or a flush): rebuilding the sessions and indexes of those \
                  slots from the replicator's state"
@@ -214,11 +215,11 @@ impl GroupSink for RedisGroups {
             ),
             Scope::Slots(_) => tracing::info!(
                 sessions = written.sessions,
-                slots = lost.slots().len(),
+                slots,
                 stale,
                 "rebuilt {} sessions in {} lost hash slots from the state at {}",
                 written.sessions,
-                lost.slots().len(),
+                slots,
                 checkpoint.position
             ),
         }

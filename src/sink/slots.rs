@@ -124,6 +124,14 @@ impl Scope {
         }
     }
 
+    /// How many slots the scope holds.
+    pub fn count(&self) -> usize {
+        match self {
+            Scope::All => SLOTS,
+            Scope::Slots(flags) => flags.iter().filter(|&&f| f).count(),
+        }
+    }
+
     /// The slots of the scope (all of them for [`Scope::All`]).
     pub fn slots(&self) -> Vec<u16> {
         (0..SLOTS as u16).filter(|&s| self.has_slot(s)).collect()
@@ -194,6 +202,7 @@ mod tests {
         assert!(lost.holds(b"a"));
         assert!(!lost.holds(b"b"));
         assert_eq!(lost.slots(), vec![slot(b"a")]);
+        assert_eq!(lost.count(), 1);
         let both = lost.union(Scope::of_slots([slot(b"b")]));
         assert!(both.holds(b"b"));
         assert_eq!(Scope::of_slots(0..SLOTS as u16), Scope::All);

@@ -212,6 +212,30 @@ impl PrivateCluster {
         }
     }
 
+    /// Waits until the node at `port` serves as a master.
+    pub async fn wait_promoted(&self, port: u16) {
+        self.wait_until("a replica's promotion", Duration::from_secs(30), |nodes| {
+            nodes.iter().any(|n| n.port == port && n.master)
+        })
+        .await;
+    }
+
+    /// Starts the killed old master at `port` again (empty, with its
+    /// nodes.conf) and waits until it has rejoined as a replica.
+    pub async fn rejoin_as_replica(&self, port: u16) {
+        self.restart(port);
+        self.wait_until(
+            "the old master as a replica",
+            Duration::from_secs(30),
+            |nodes| {
+                nodes
+                    .iter()
+                    .any(|n| n.port == port && !n.master && !n.failed)
+            },
+        )
+        .await;
+    }
+
     /// `redis-cli --cluster reshard`: moves `slots` slots from one master to
     /// another, key by key (`MIGRATE`), while the cluster serves.
     pub fn reshard(&self, from: &NodeInfo, to: &NodeInfo, slots: u32) -> std::process::Output {

@@ -414,6 +414,16 @@ impl TestDb {
             .collect()
     }
 
+    /// Waits until the log file holds `needle`, or fails the test after
+    /// `timeout`.
+    pub async fn wait_for_log(&self, log: &std::path::Path, needle: &str, timeout: Duration) {
+        let what = format!("{needle:?} in {}", log.display());
+        self.wait_for(&what, timeout, || async {
+            std::fs::read_to_string(log).is_ok_and(|text| text.contains(needle))
+        })
+        .await;
+    }
+
     /// Waits until `check` holds, or fails the test after `timeout`.
     pub async fn wait_for<F, Fut>(&self, what: &str, timeout: Duration, mut check: F)
     where
