@@ -204,6 +204,9 @@ impl GroupSink for RedisGroups {
         let stale = snapshot::remove_stale(state, sink, keys, now, pace, lost).await?;
         let written =
             snapshot::materialize(state, sink, keys, now, pace, lost, &self.shutdown).await?;
+        // The markers say that the slots hold everything: with
+        // --redis-wait-replicas, only once the replicas have it too.
+        sink.wait_for_replicas().await?;
         sink.set_markers(&keys.marker(), &checkpoint.snapshot.id, lost)
             .await?;
         match lost {

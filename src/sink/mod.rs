@@ -8,8 +8,9 @@
 //! and failovers).
 //!
 //! On a cluster a batch is split by hash slot ([`slots`]): each slot's
-//! commands go as one pipeline (one `MULTI`/`EXEC` where the batch is
-//! atomic) to the slot's master, every slot at once. The namespace's marker
+//! commands are one part (one `MULTI`/`EXEC` where the batch is atomic),
+//! and each master gets its slots' parts as one pipeline, every master at
+//! once. The namespace's marker
 //! is then one key per slot, so that a master that lost its data shows in
 //! the slots it serves, and only those are rebuilt.
 
@@ -96,16 +97,13 @@ impl RedisSink {
                 .await
                 .map_err(|e| Error::redis(context, e)),
             Topology::Cluster(cluster) => {
-                let parts: Vec<Pipeline> = split_by_slot(commands)
+                let parts: Vec<(u16, Pipeline)> = split_by_slot(commands)
                     .into_iter()
-                    .map(|(_, part)| pipeline(part.into_iter(), atomic))
+                    .map(|(s, part)| (s, pipeline(part.into_iter(), atomic)))
                     .collect();
-                let parts: Vec<&Pipeline> = parts.iter().collect();
-                cluster
-                    .run_parts(&parts)
+                self.run_on_cluster(cluster, &parts, context)
                     .await
                     .map(drop)
-                    .map_err(|e| Error::redis(context, e))
             }
         }
     }
@@ -152,11 +150,7 @@ impl RedisSink {
                 Ok((!marker_exists(replies, context)?).then_some(Scope::All))
             }
             (Topology::Cluster(cluster), CheckedBatch::PerSlot(parts)) => {
-                let pipes: Vec<&Pipeline> = parts.iter().map(|(_, p)| p).collect();
-                let replies = cluster
-                    .run_parts(&pipes)
-                    .await
-                    .map_err(|e| Error::redis(context, e))?;
+                let replies = self.run_on_cluster(cluster, parts, context).await?;
                 let mut lost = Vec::new();
                 for ((s, _), replies) in parts.iter().zip(replies) {
                     if !marker_exists(replies, context)? {
@@ -171,35 +165,57 @@ impl RedisSink {
         }
     }
 
-    /// With `--redis-wait-replicas`: waits until that many replicas of
-    /// every master acknowledged the writes made so far (`WAIT`). Fewer
-    /// within the timeout is an outage: the caller writes the group again
-    /// and keeps the position.
+    /// The parts on the cluster, one pipeline per master; with
+    /// `--redis-wait-replicas`, each ends with `WAIT`, and fewer replicas
+    /// than asked on any master is an outage ([`Error::ReplicasBehind`]):
+    /// the caller writes the batch again and keeps the position.
+    async fn run_on_cluster(
+        &self,
+        cluster: &Cluster,
+        parts: &[(u16, Pipeline)],
+        context: &str,
+    ) -> Result<Vec<Vec<Value>>> {
+        let parts: Vec<(u16, &Pipeline)> = parts.iter().map(|(s, p)| (*s, p)).collect();
+        let wait = self.wait.map(|w| (w.replicas, w.timeout));
+        let (replies, fewest) = cluster
+            .run_parts(&parts, wait)
+            .await
+            .map_err(|e| Error::redis(context, e))?;
+        self.enough_replicas(fewest)?;
+        Ok(replies)
+    }
+
+    /// With `--redis-wait-replicas`: waits until that many replicas
+    /// acknowledged the writes made so far (`WAIT`). Fewer within the
+    /// timeout is an outage: the caller writes the group again and keeps
+    /// the position. On a cluster every write already waited, in its own
+    /// pipeline: nothing is left to wait for.
     pub async fn wait_for_replicas(&self) -> Result<()> {
-        let Some(wait) = self.wait else {
+        let (Some(wait), Topology::Standalone(conn)) = (self.wait, &self.topology) else {
             return Ok(());
         };
-        let context = "waiting for the replicas (WAIT)";
-        let acked: i64 = match &self.topology {
-            Topology::Standalone(conn) => redis::cmd("WAIT")
-                .arg(wait.replicas)
-                .arg(wait.timeout.as_millis() as u64)
-                .query_async(&mut conn.clone())
-                .await
-                .map_err(|e| Error::redis(context, e))?,
-            Topology::Cluster(cluster) => cluster
-                .wait(wait.replicas, wait.timeout)
-                .await
-                .map_err(|e| Error::redis(context, e))?,
-        };
-        if acked < i64::from(wait.replicas) {
-            return Err(Error::ReplicasBehind {
-                acked,
-                wanted: wait.replicas,
-                timeout: wait.timeout,
-            });
+        let acked: i64 = redis::cmd("WAIT")
+            .arg(wait.replicas)
+            .arg(wait.timeout.as_millis() as u64)
+            .query_async(&mut conn.clone())
+            .await
+            .map_err(|e| Error::redis("waiting for the replicas (WAIT)", e))?;
+        self.enough_replicas(Some(acked))
+    }
+
+    /// Whether `acked` (the fewest replicas a `WAIT` reported; `None`:
+    /// none was sent) meets `--redis-wait-replicas`.
+    fn enough_replicas(&self, acked: Option<i64>) -> Result<()> {
+        match (self.wait, acked) {
+            (Some(wait), Some(acked)) if acked < i64::from(wait.replicas) => {
+                Err(Error::ReplicasBehind {
+                    acked,
+                    wanted: wait.replicas,
+                    timeout: wait.timeout,
+                })
+            }
+            _ => Ok(()),
         }
-        Ok(())
     }
 
     /// The value of a string key.

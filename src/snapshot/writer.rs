@@ -16,6 +16,11 @@ use crate::telemetry;
 /// Batches in flight at once.
 const BATCHES_IN_FLIGHT: usize = 4;
 
+/// On a cluster with `--redis-wait-replicas`, each batch ends with `WAIT`
+/// on its masters: a batch whose replicas lag is written again (it is
+/// idempotent) this many times before the snapshot gives up.
+const REPLICAS_BEHIND_RETRIES: u32 = 10;
+
 /// The writing task. Each batch is one `MULTI`/`EXEC`, so a reader sees a
 /// session either as before or as rewritten, never half-written. Batches
 /// reach Redis in the order they were sent, over one connection.
@@ -45,9 +50,21 @@ impl BatchWriter {
                 .map(|batch| {
                     let (sink, marker) = (sink.clone(), marker.clone());
                     async move {
-                        let intact = match marker {
-                            None => sink.write(&batch, true).await.map(|()| true),
-                            Some(marker) => sink.write_checked(&batch, &marker).await,
+                        let mut attempts = 0;
+                        let intact = loop {
+                            let written = match &marker {
+                                None => sink.write(&batch, true).await.map(|()| true),
+                                Some(marker) => sink.write_checked(&batch, marker).await,
+                            };
+                            match written {
+                                // Each WAIT already waited its timeout.
+                                Err(Error::ReplicasBehind { .. })
+                                    if attempts < REPLICAS_BEHIND_RETRIES =>
+                                {
+                                    attempts += 1;
+                                }
+                                written => break written,
+                            }
                         };
                         if intact? {
                             telemetry::snapshot_commands(batch.len());
