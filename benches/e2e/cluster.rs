@@ -15,28 +15,50 @@ fn ports() -> Option<Vec<u16>> {
     Some((first..first + 6).collect())
 }
 
-fn info_field(port: u16, section: &str, name: &str) -> f64 {
+/// One node's `INFO section`, as `name:value` lines.
+fn info(port: u16, section: &str) -> String {
     let out = std::process::Command::new("redis-cli")
         .args(["-p", &port.to_string(), "info", section])
         .output()
         .unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(':')?.trim().parse().ok())
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn field<'a>(info: &'a str, name: &str) -> Option<&'a str> {
+    info.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+        .map(str::trim)
+}
+
+fn number(info: &str, name: &str) -> f64 {
+    field(info, name)
+        .and_then(|v| v.parse().ok())
         .unwrap_or(0.0)
 }
 
-/// CPU seconds all nodes have used, and commands the masters processed.
-fn usage(ports: &[u16]) -> (f64, f64) {
-    let cpu = ports
-        .iter()
-        .map(|&p| info_field(p, "cpu", "used_cpu_user") + info_field(p, "cpu", "used_cpu_sys"))
-        .sum();
-    let commands = ports
-        .iter()
-        .map(|&p| info_field(p, "stats", "total_commands_processed"))
-        .sum();
-    (cpu, commands)
+/// What the masters and the replicas have used so far: CPU seconds of
+/// each side, and the commands the masters processed (a replica's
+/// replayed commands are not counted).
+#[derive(Clone, Copy, Default)]
+struct Usage {
+    master_cpu: f64,
+    replica_cpu: f64,
+    master_commands: f64,
+}
+
+fn usage(ports: &[u16]) -> Usage {
+    let mut usage = Usage::default();
+    for &port in ports {
+        let cpu = info(port, "cpu");
+        let cpu = number(&cpu, "used_cpu_user") + number(&cpu, "used_cpu_sys");
+        if field(&info(port, "replication"), "role") == Some("master") {
+            usage.master_cpu += cpu;
+            usage.master_commands += number(&info(port, "stats"), "total_commands_processed");
+        } else {
+            usage.replica_cpu += cpu;
+        }
+    }
+    usage
 }
 
 pub async fn cluster(env: &Env, args: &Args, rows: &mut Vec<Row>) {
@@ -60,7 +82,9 @@ pub async fn cluster(env: &Env, args: &Args, rows: &mut Vec<Row>) {
             .output();
     }
     let _ = std::fs::remove_dir_all(&env.state_dir);
+    let before = usage(&ports);
     let snapshot = measure(&env, &["snapshot"]).await;
+    let after = usage(&ports);
     let secs = snapshot.wall.as_secs_f64();
     let sessions: u64 = snapshot
         .stdout
@@ -71,17 +95,19 @@ pub async fn cluster(env: &Env, args: &Args, rows: &mut Vec<Row>) {
     rows.push(Row(
         "W1 snapshot, cluster".into(),
         format!(
-            "{secs:.1} s: {sessions} sessions written ({:.0}/s), replicator CPU {:.1} s, peak RSS {} MiB",
+            "{secs:.1} s: {sessions} sessions written ({:.0}/s), replicator CPU {:.1} s, the 3 masters {:.1} s, the 3 replicas {:.1} s, peak RSS {} MiB",
             sessions as f64 / secs,
             snapshot.cpu,
+            after.master_cpu - before.master_cpu,
+            after.replica_cpu - before.replica_cpu,
             snapshot.peak
         ),
     ));
 
     let changes = backlog(&env, args).await;
-    let (cpu_before, commands_before) = usage(&ports);
+    let before = usage(&ports);
     let run = measure(&env, &["run", "--exit-when-caught-up"]).await;
-    let (cpu_after, commands_after) = usage(&ports);
+    let after = usage(&ports);
     let secs = run.wall.as_secs_f64();
     rows.push(Row(
         "W2 catch-up, cluster".into(),
@@ -91,13 +117,15 @@ pub async fn cluster(env: &Env, args: &Args, rows: &mut Vec<Row>) {
             run.peak
         ),
     ));
+    let commands = after.master_commands - before.master_commands;
     rows.push(Row(
         "W2 CPU, cluster".into(),
         format!(
-            "replicator {:.1} s, the 6 Redis nodes {:.1} s for {:.0} commands (replication included), of {:.1} s on 2 cores",
+            "replicator {:.1} s, the 3 masters {:.1} s for {commands:.0} commands ({:.1} per row event), the 3 replicas {:.1} s, of {:.1} s on 2 cores",
             run.cpu,
-            cpu_after - cpu_before,
-            commands_after - commands_before,
+            after.master_cpu - before.master_cpu,
+            commands / changes as f64,
+            after.replica_cpu - before.replica_cpu,
             2.0 * secs
         ),
     ));
