@@ -52,6 +52,16 @@ pub struct Node {
     pub port: u16,
 }
 
+impl Node {
+    /// Sends a request to this node, whatever the slots' owners.
+    fn route(&self) -> SingleNodeRoutingInfo {
+        SingleNodeRoutingInfo::ByAddress {
+            host: self.host.clone(),
+            port: self.port,
+        }
+    }
+}
+
 impl std::fmt::Display for Node {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}:{}", self.host, self.port)
@@ -179,10 +189,7 @@ impl Cluster {
                     batch.len += 1;
                 }
                 let mut conn = self.conn();
-                let route = SingleNodeRoutingInfo::ByAddress {
-                    host: node.host.clone(),
-                    port: node.port,
-                };
+                let route = node.route();
                 async move {
                     let replies = conn.route_pipeline(batch.pipe, 0, batch.len, route).await?;
                     // Any error among them, also inside an `EXEC`, fails it.
@@ -300,10 +307,7 @@ impl Cluster {
             .arg(pattern)
             .arg("COUNT")
             .arg(1000);
-        let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
-            host: node.host.clone(),
-            port: node.port,
-        });
+        let routing = RoutingInfo::SingleNode(node.route());
         let reply = self
             .guarded(OPERATION_TIMEOUT, conn.route_command(scan, routing))
             .await?;
