@@ -301,6 +301,44 @@ async fn a_master_restarted_empty_has_only_its_slots_rebuilt() {
     assert!(!text.contains("rebuilding the namespace from"), "{text}");
 }
 
+/// On an idle stream, the check of every slot's marker (every 10 s) finds
+/// a slot whose keys are gone, with no write to show it, and rebuilds that
+/// slot alone.
+#[tokio::test]
+async fn an_idle_stream_finds_a_lost_slot_by_the_periodic_check() {
+    let cluster = PrivateCluster::start();
+    let (db, mut work, log, child) = sidecar_on(&cluster, "cluster_idle_check", 35, &[]).await;
+    transactions(&db, &mut work, 20).await;
+    checkpoint_at_the_server(&db).await;
+    let live: Vec<(String,)> = db
+        .query("SELECT session_id FROM user_sessions WHERE expires_at > NOW() LIMIT 1")
+        .await;
+    let key = db.key(&format!("session:{}", live[0].0));
+    let slot: u16 = cluster
+        .cli(cluster.port, &["cluster", "keyslot", &key])
+        .trim()
+        .parse()
+        .unwrap();
+    let master = cluster.master_of(slot);
+    let listed = cluster.cli(
+        master.port,
+        &["cluster", "getkeysinslot", &slot.to_string(), "1000"],
+    );
+    let keys: Vec<&str> = listed.lines().filter(|k| !k.is_empty()).collect();
+    assert!(
+        keys.contains(&key.as_str()) && keys.iter().any(|k| k.contains("replicator:snapshot")),
+        "{keys:?}"
+    );
+    for k in &keys {
+        cluster.cli(master.port, &["del", k]);
+    }
+    db.wait_for_log(&log, "in 1 lost hash slots", Duration::from_secs(40))
+        .await;
+    assert_eq!(cluster.cli(master.port, &["exists", &key]).trim(), "1");
+    let text = stop_catch_up_and_verify(&db, child, &log).await;
+    assert!(!text.contains("rebuilding the namespace from"), "{text}");
+}
+
 /// `redis-cli --cluster reshard` moves a thousand slots, key by key, while
 /// the stream writes: `MOVED` and `ASK` are followed, nothing is lost.
 #[tokio::test]

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::Result;
-use crate::model::{Command, Keys, Timestamp};
+use crate::model::{Bytes, Command, Keys, Timestamp};
 use crate::sink::{CheckedBatch, RedisSink, Scope};
 use crate::snapshot::{self, Pace};
 use crate::state::{Checkpoint, StateStore};
@@ -125,13 +125,18 @@ impl RedisGroups {
         }
         let markers = self.sink.read_markers(&self.keys.marker()).await?;
         *self.checked.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
-        let missing: Vec<u16> = markers
-            .into_iter()
-            .filter(|(_, value)| value.is_none())
-            .map(|(s, _)| s)
-            .collect();
+        let missing = missing_slots(&markers);
         Ok((!missing.is_empty()).then(|| Scope::of_slots(missing)))
     }
+}
+
+/// The slots whose marker key is missing.
+fn missing_slots(markers: &[(u16, Option<Bytes>)]) -> Vec<u16> {
+    markers
+        .iter()
+        .filter(|(_, value)| value.is_none())
+        .map(|(s, _)| *s)
+        .collect()
 }
 
 impl GroupSink for RedisGroups {
@@ -145,7 +150,8 @@ impl GroupSink for RedisGroups {
         let lost = self.sink.exec_checked(group).await?;
         // A slot found lost is most likely one of a master's: the others
         // are found now, so that they are rebuilt in one go.
-        let lost = match (lost.clone(), self.full_check(lost.is_some()).await?) {
+        let found = self.full_check(lost.is_some()).await?;
+        let lost = match (lost, found) {
             (None, None) => None,
             (Some(a), Some(b)) => Some(a.union(b)),
             (a, b) => a.or(b),
@@ -159,11 +165,7 @@ impl GroupSink for RedisGroups {
         let foreign = markers
             .iter()
             .any(|(_, v)| v.as_deref().is_some_and(|v| v != id.as_bytes()));
-        let missing: Vec<u16> = markers
-            .iter()
-            .filter(|(_, v)| v.is_none())
-            .map(|(s, _)| *s)
-            .collect();
+        let missing = missing_slots(&markers);
         Ok(if foreign || missing.len() == markers.len() {
             Namespace::Lost(Scope::All)
         } else if missing.is_empty() {

@@ -14,8 +14,6 @@ use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 use redis::{Cmd, Pipeline, RedisResult, Value};
 
-use crate::model::Bytes;
-
 /// Single-key reads sent at once; the next ones go when all of these are
 /// answered.
 const READS_IN_FLIGHT: usize = 1024;
@@ -157,7 +155,7 @@ impl Cluster {
     /// not, and the caller writes them all again.
     pub async fn run_parts(
         &self,
-        parts: &[(u16, &Pipeline)],
+        parts: &[(u16, Pipeline)],
         wait: Option<(u32, Duration)>,
     ) -> RedisResult<(Vec<Vec<Value>>, Option<i64>)> {
         let map = self.slot_map().await?;
@@ -293,25 +291,12 @@ impl Cluster {
         Ok(slot_nodes(ranges, false))
     }
 
-    /// One page of `SCAN cursor MATCH pattern` on one node.
-    pub async fn scan_page(
-        &self,
-        node: &Node,
-        pattern: &[u8],
-        cursor: u64,
-    ) -> RedisResult<(u64, Vec<Bytes>)> {
+    /// A command of no key (`SCAN`), run on one node.
+    pub async fn on_node(&self, node: &Node, cmd: Cmd) -> RedisResult<Value> {
         let mut conn = self.conn();
-        let mut scan = redis::cmd("SCAN");
-        scan.arg(cursor)
-            .arg("MATCH")
-            .arg(pattern)
-            .arg("COUNT")
-            .arg(1000);
         let routing = RoutingInfo::SingleNode(node.route());
-        let reply = self
-            .guarded(OPERATION_TIMEOUT, conn.route_command(scan, routing))
-            .await?;
-        redis::from_redis_value(reply).map_err(Into::into)
+        self.guarded(OPERATION_TIMEOUT, conn.route_command(cmd, routing))
+            .await
     }
 }
 
@@ -481,14 +466,17 @@ mod tests {
         );
     }
 
+    /// A node as `CLUSTER SLOTS` lists it.
+    fn node(port: i64) -> Value {
+        Value::Array(vec![
+            Value::BulkString(b"127.0.0.1".to_vec()),
+            Value::Int(port),
+            Value::BulkString(b"id".to_vec()),
+        ])
+    }
+
     #[test]
     fn the_slot_map_names_each_slots_master() {
-        let node = |port: i64| {
-            Value::Array(vec![
-                Value::BulkString(b"127.0.0.1".to_vec()),
-                Value::Int(port),
-            ])
-        };
         let ranges = vec![
             vec![Value::Int(0), Value::Int(99), node(7000), node(7003)],
             vec![Value::Int(100), Value::Int(16000), node(7001)],
@@ -529,13 +517,6 @@ mod tests {
 
     #[test]
     fn slot_nodes_are_masters_then_replicas() {
-        let node = |port: i64| {
-            Value::Array(vec![
-                Value::BulkString(b"127.0.0.1".to_vec()),
-                Value::Int(port),
-                Value::BulkString(b"id".to_vec()),
-            ])
-        };
         let ranges = vec![
             vec![Value::Int(0), Value::Int(5460), node(7000), node(7003)],
             vec![Value::Int(5461), Value::Int(16383), node(7001), node(7004)],

@@ -175,10 +175,9 @@ impl RedisSink {
         parts: &[(u16, Pipeline)],
         context: &str,
     ) -> Result<Vec<Vec<Value>>> {
-        let parts: Vec<(u16, &Pipeline)> = parts.iter().map(|(s, p)| (*s, p)).collect();
         let wait = self.wait.map(|w| (w.replicas, w.timeout));
         let (replies, fewest) = cluster
-            .run_parts(&parts, wait)
+            .run_parts(parts, wait)
             .await
             .map_err(|e| Error::redis(context, e))?;
         self.enough_replicas(fewest)?;
@@ -229,8 +228,9 @@ impl RedisSink {
     }
 
     /// Runs commands of one key each and returns their replies, in order:
-    /// one pipeline on a standalone server, each on its key's master on a
-    /// cluster.
+    /// one pipeline on a standalone server; on a cluster, one pipeline per
+    /// master, or, when that fails (a slot moving, a master failing over),
+    /// each command alone, with the client following redirects.
     pub async fn query(&self, commands: Vec<Cmd>, what: &str) -> Result<Vec<Value>> {
         match &self.topology {
             Topology::Standalone(conn) => {
@@ -242,11 +242,35 @@ impl RedisSink {
                     .await
                     .map_err(|e| Error::redis(what, e))
             }
-            Topology::Cluster(cluster) => cluster
-                .run_commands(&commands)
-                .await
-                .map_err(|e| Error::redis(what, e)),
+            Topology::Cluster(cluster) => {
+                let parts: Vec<(u16, Pipeline)> = commands
+                    .iter()
+                    .map(|cmd| {
+                        let mut part = Pipeline::with_capacity(1);
+                        part.add_command(cmd.clone());
+                        (slot_of_command(cmd), part)
+                    })
+                    .collect();
+                if let Ok((replies, _)) = cluster.run_parts(&parts, None).await {
+                    return Ok(replies
+                        .into_iter()
+                        .map(|mut reply| reply.pop().unwrap_or(Value::Nil))
+                        .collect());
+                }
+                cluster
+                    .run_commands(&commands)
+                    .await
+                    .map_err(|e| Error::redis(what, e))
+            }
         }
+    }
+}
+
+/// The slot of a command of one key: its first argument's.
+fn slot_of_command(cmd: &Cmd) -> u16 {
+    match cmd.args_iter().nth(1) {
+        Some(redis::Arg::Simple(key)) => slot(key),
+        _ => 0,
     }
 }
 

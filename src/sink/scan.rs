@@ -4,7 +4,9 @@
 use std::ops::ControlFlow;
 
 use redis::aio::ConnectionManager;
+use redis::RedisResult;
 
+use super::cluster::{Cluster, Node};
 use super::slots::{marker_keys, slot};
 use super::{RedisSink, Scope, Topology};
 use crate::error::{Error, Result};
@@ -78,28 +80,24 @@ impl RedisSink {
         mut page: impl AsyncFnMut(Vec<Bytes>) -> Result<ControlFlow<()>>,
     ) -> Result<()> {
         let context = "scanning the namespace";
-        let nodes = match &self.topology {
-            Topology::Standalone(_) => vec![None],
+        let targets = match &self.topology {
+            Topology::Standalone(conn) => vec![Target::Server(conn)],
             Topology::Cluster(cluster) => cluster
                 .masters()
                 .await
                 .map_err(|e| Error::redis(context, e))?
                 .into_iter()
-                .map(Some)
+                .map(|node| Target::Master(cluster, node))
                 .collect(),
         };
-        for node in &nodes {
+        for target in &targets {
             for pattern in patterns {
                 let mut cursor = 0;
                 loop {
-                    let (next, found) = match (&self.topology, node) {
-                        (Topology::Cluster(cluster), Some(node)) => {
-                            cluster.scan_page(node, pattern, cursor).await
-                        }
-                        (Topology::Standalone(conn), _) => scan_page(conn, pattern, cursor).await,
-                        (Topology::Cluster(_), None) => Ok((0, Vec::new())),
-                    }
-                    .map_err(|e| Error::redis(context, e))?;
+                    let (next, found) = target
+                        .scan_page(pattern, cursor)
+                        .await
+                        .map_err(|e| Error::redis(context, e))?;
                     if page(found).await?.is_break() {
                         return Ok(());
                     }
@@ -114,19 +112,26 @@ impl RedisSink {
     }
 }
 
-/// One page of `SCAN cursor MATCH pattern`: the next cursor (0 at the end)
-/// and the keys. A key may be reported more than once.
-async fn scan_page(
-    conn: &ConnectionManager,
-    pattern: &[u8],
-    cursor: u64,
-) -> redis::RedisResult<(u64, Vec<Bytes>)> {
-    redis::cmd("SCAN")
-        .arg(cursor)
-        .arg("MATCH")
-        .arg(pattern)
-        .arg("COUNT")
-        .arg(1000)
-        .query_async(&mut conn.clone())
-        .await
+/// Where a `SCAN` runs: the one server, or one master of a cluster.
+enum Target<'a> {
+    Server(&'a ConnectionManager),
+    Master(&'a Cluster, Node),
+}
+
+impl Target<'_> {
+    /// One page of `SCAN cursor MATCH pattern`: the next cursor (0 at the
+    /// end) and the keys. A key may be reported more than once.
+    async fn scan_page(&self, pattern: &[u8], cursor: u64) -> RedisResult<(u64, Vec<Bytes>)> {
+        let mut scan = redis::cmd("SCAN");
+        scan.arg(cursor)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(1000);
+        let reply = match self {
+            Target::Server(conn) => scan.query_async(&mut (*conn).clone()).await?,
+            Target::Master(cluster, node) => cluster.on_node(node, scan).await?,
+        };
+        redis::from_redis_value(reply).map_err(Into::into)
+    }
 }
